@@ -1,0 +1,318 @@
+"""The mutual-information estimator interface: result type, registry, input checks, device choice.
+
+This module imports nothing else of infodyn, so every estimator family (and every test) can
+depend on it without cycles.
+
+An estimator is a plain function registered by name::
+
+    @register("ksg", symmetric=True, min_samples=lambda p: p.get("k", 3) + 1)
+    def ksg(x, y, *, k=3, device="auto", seed=0, **params) -> float | RawEstimate: ...
+
+It receives ``x`` and ``y`` already checked and converted to float64 numpy arrays of shape
+(n, dx) and (n, dy), or (n,) integer labels for ``y`` when ``y`` is discrete. It returns the
+estimate in nats, either as a float or as a :class:`RawEstimate` carrying its own confidence
+interval and any parameters it resolved (the bin width it chose, say). :func:`estimate_mi`
+adds the timing, the bootstrap interval, units and bookkeeping.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import numpy as np
+
+LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class MIEstimate:
+    """One mutual-information estimate.
+
+    Attributes:
+        nats: the estimate in nats.
+        ci: a (low, high) confidence interval in nats, or None when the method gives none.
+        method: the registered estimator name.
+        params: every parameter that determined the value (including resolved defaults).
+        n: number of samples used.
+        seconds: wall-clock time taken.
+    """
+
+    nats: float
+    ci: Optional[Tuple[float, float]]
+    method: str
+    params: Dict[str, Any]
+    n: int
+    seconds: float
+
+    @property
+    def bits(self) -> float:
+        return self.nats / LN2
+
+    @property
+    def ci_bits(self) -> Optional[Tuple[float, float]]:
+        return None if self.ci is None else (self.ci[0] / LN2, self.ci[1] / LN2)
+
+    def __float__(self) -> float:
+        return float(self.nats)
+
+    def __repr__(self) -> str:
+        ci = "" if self.ci is None else f", 95% CI [{self.ci[0]:.4f}, {self.ci[1]:.4f}]"
+        return f"MIEstimate({self.method}: {self.nats:.4f} nats = {self.bits:.4f} bits{ci}, n={self.n})"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "method": self.method,
+            "nats": self.nats,
+            "bits": self.bits,
+            "ci_low": None if self.ci is None else self.ci[0],
+            "ci_high": None if self.ci is None else self.ci[1],
+            "n": self.n,
+            "seconds": self.seconds,
+            "params": dict(self.params),
+        }
+
+
+@dataclass
+class RawEstimate:
+    """What an estimator function may return instead of a bare float (all values in nats)."""
+
+    nats: float
+    ci: Optional[Tuple[float, float]] = None
+    params: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    name: str
+    fn: Callable[..., Any]
+    symmetric: bool
+    min_samples: Callable[[Dict[str, Any]], int]
+    discrete_y: bool  # accepts integer labels for y (passed as a 1-D int array)
+    description: str
+
+
+_REGISTRY: Dict[str, EstimatorSpec] = {}
+
+
+def register(
+    name: str,
+    *,
+    symmetric: bool = True,
+    min_samples: Callable[[Dict[str, Any]], int] | int = 2,
+    discrete_y: bool = True,
+    description: str = "",
+):
+    """Decorator that registers an estimator function under ``name``."""
+
+    def deco(fn):
+        ms = min_samples if callable(min_samples) else (lambda _p, m=min_samples: m)
+        doc = description or (fn.__doc__ or "").strip().split("\n")[0]
+        _REGISTRY[name] = EstimatorSpec(name, fn, symmetric, ms, discrete_y, doc)
+        return fn
+
+    return deco
+
+
+def registry() -> Dict[str, EstimatorSpec]:
+    return _REGISTRY
+
+
+# ----------------------------------------------------------------------------------------------
+# input checks
+
+
+def _to_numpy(a: Any, name: str) -> np.ndarray:
+    if hasattr(a, "detach") and hasattr(a, "cpu"):  # a torch tensor, without importing torch
+        a = a.detach().cpu().numpy()
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name} could not be read as an array: {exc}") from None
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype} with shape {arr.shape}")
+    return arr
+
+
+def is_discrete(a: Any) -> bool:
+    """True for 1-D (or (n, 1)) integer or boolean arrays: treated as class labels."""
+    arr = _to_numpy(a, "array")
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    return arr.ndim == 1 and (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_)
+
+
+def as_samples(a: Any, name: str = "x") -> np.ndarray:
+    """Checks and converts ``a`` to a float64 array of shape (n, d).
+
+    Raises ValueError naming ``name`` and the shape for non-numeric, empty, >2-D or non-finite input.
+    """
+    arr = _to_numpy(a, name)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 1-D (n,) or 2-D (n, d), got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty: shape {arr.shape}")
+    arr = arr.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(arr)):
+        bad = int((~np.isfinite(arr)).any(axis=1).sum())
+        raise ValueError(f"{name} of shape {arr.shape} contains NaN or inf in {bad} row(s)")
+    return arr
+
+
+def as_labels(a: Any, name: str = "y") -> np.ndarray:
+    """Checks and converts class labels to a 1-D int64 array of codes 0..C-1."""
+    arr = _to_numpy(a, name)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(f"{name} labels must be 1-D (n,), got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty: shape {arr.shape}")
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} of shape {arr.shape} contains NaN or inf")
+    _, codes = np.unique(arr, return_inverse=True)
+    return codes.astype(np.int64).reshape(-1)
+
+
+def check_pair(x: Any, y: Any, *, discrete_y_ok: bool = True) -> Tuple[np.ndarray, np.ndarray, bool]:
+    """Checks an (x, y) pair. Returns (x as (n, dx) float64, y, y_is_discrete)."""
+    y_disc = discrete_y_ok and is_discrete(y)
+    xa = as_samples(x, "x")
+    ya = as_labels(y, "y") if y_disc else as_samples(y, "y")
+    if xa.shape[0] != ya.shape[0]:
+        raise ValueError(
+            f"x and y must have the same number of rows: x has shape {xa.shape}, y has shape {ya.shape}"
+        )
+    return xa, ya, y_disc
+
+
+def resolve_device(device: Any = "auto"):
+    """'auto' -> CUDA when present, else CPU. Returns a torch.device."""
+    import torch
+
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was requested but CUDA is not available on this machine")
+    return dev
+
+
+# ----------------------------------------------------------------------------------------------
+# the entry point
+
+
+def _call(spec: EstimatorSpec, x, y, params) -> RawEstimate:
+    out = spec.fn(x, y, **params)
+    if isinstance(out, RawEstimate):
+        raw = out
+    else:
+        raw = RawEstimate(float(out))
+    if not math.isfinite(raw.nats):
+        raise ValueError(
+            f"estimator {spec.name!r} produced a non-finite value ({raw.nats}) on x {x.shape}, y {y.shape}"
+        )
+    return raw
+
+
+def bootstrap_ci(
+    spec: EstimatorSpec, x: np.ndarray, y: np.ndarray, params: Dict[str, Any], level: float,
+    n_boot: int, seed: int,
+) -> Tuple[float, float]:
+    """Percentile bootstrap interval (rows resampled with replacement), seeded."""
+    rng = np.random.default_rng(seed)
+    n = x.shape[0]
+    vals = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, size=n)
+        vals.append(_call(spec, x[idx], y[idx], params).nats)
+    lo, hi = np.quantile(vals, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def estimate_mi(
+    x: Any,
+    y: Any,
+    method: str = "ksg",
+    *,
+    ci: Optional[float] = None,
+    n_boot: int = 100,
+    **params: Any,
+) -> MIEstimate:
+    """Estimates the mutual information I(X;Y) in nats.
+
+    Args:
+        x: samples of X, shape (n,) or (n, dx); numpy array, list or torch tensor.
+        y: samples of Y, shape (n,) or (n, dy), or (n,) integer class labels.
+        method: a name from :func:`infodyn.estimators.available`.
+        ci: confidence level (e.g. 0.95) for a seeded percentile bootstrap over rows; None for
+            none. Methods that give their own interval (the neural bounds) report that instead.
+        n_boot: bootstrap replicates.
+        **params: method parameters. Shared names: ``k`` (neighbours), ``n_bins``,
+            ``bin_width``, ``noise_var``, ``alpha``, ``seed``, ``device`` ("auto" = CUDA when present).
+
+    Returns:
+        MIEstimate with ``nats``, ``bits``, ``ci``, ``method``, ``params``, ``n``, ``seconds``.
+    """
+    from . import get  # the registry filled with every family
+
+    spec = get(method)
+    xa, ya, _ = check_pair(x, y, discrete_y_ok=spec.discrete_y)
+    need = spec.min_samples(params)
+    if xa.shape[0] < need:
+        raise ValueError(
+            f"{method} needs at least {need} samples with parameters {params}; x has shape {xa.shape}"
+        )
+    t0 = time.perf_counter()
+    raw = _call(spec, xa, ya, params)
+    interval = raw.ci
+    if ci is not None and interval is None:
+        if not 0 < ci < 1:
+            raise ValueError(f"ci must be a confidence level in (0, 1), got {ci}")
+        interval = bootstrap_ci(spec, xa, ya, params, ci, n_boot, int(params.get("seed", 0) or 0))
+    seconds = time.perf_counter() - t0
+    used = {**params, **raw.params}
+    if ci is not None:
+        used.setdefault("ci_level", ci)
+    return MIEstimate(float(raw.nats), interval, method, used, int(xa.shape[0]), seconds)
+
+
+# ----------------------------------------------------------------------------------------------
+# information plane
+
+
+@dataclass(frozen=True)
+class InformationPlane:
+    """I(X;T) and I(T;Y) for one layer output T (both :class:`MIEstimate`, in nats)."""
+
+    i_xt: MIEstimate
+    i_ty: MIEstimate
+
+    def __iter__(self):
+        return iter((self.i_xt, self.i_ty))
+
+
+_PLANES: Dict[str, Callable[..., Tuple[Any, Any]]] = {}
+
+
+def register_plane(name: str):
+    """Registers ``fn(t, y, *, x=None, **params) -> (RawEstimate|float, RawEstimate|float)`` in nats.
+
+    ``t`` arrives as float64 (n, d), ``y`` as int labels (n,) or float (n, dy), ``x`` as float64
+    (n, dx) or None.
+    """
+
+    def deco(fn):
+        _PLANES[name] = fn
+        return fn
+
+    return deco
+
+
+def planes() -> Dict[str, Callable[..., Tuple[Any, Any]]]:
+    return _PLANES
