@@ -1,0 +1,128 @@
+"""User data sets: one ``.npz`` with arrays ``x`` and ``y``, or a folder of them.
+
+A folder's files are concatenated in sorted name order. Files are read with
+``np.load(..., allow_pickle=False)``; nothing is ever unpickled.
+
+Checksums: ``sha256`` is the hex sha256 of the file; for a folder either a dict
+``{file name: sha256}`` or one combined digest, the sha256 of the lines
+``"<sha256>  <file name>\\n"`` in sorted name order (the text ``sha256sum *.npz`` prints, so
+``sha256sum *.npz | sha256sum`` computes it). A mismatch raises ValueError naming the file and
+both hashes.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Union
+
+import numpy as np
+
+
+def file_sha256(path: Union[str, Path], chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def combined_sha256(hashes: Dict[str, str]) -> str:
+    """One digest for a folder: sha256 of ``"<hash>  <name>\\n"`` lines in sorted name order."""
+    text = "".join(f"{hashes[name]}  {name}\n" for name in sorted(hashes))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def npz_files(path: Union[str, Path]) -> List[Path]:
+    """The .npz file itself, or the .npz files of a folder in sorted name order."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        files = sorted(q for q in p.iterdir() if q.suffix == ".npz" and q.is_file())
+        if not files:
+            raise ValueError(f"{p}: folder holds no .npz files")
+        return files
+    if not p.exists():
+        raise ValueError(f"{p}: no such file or folder")
+    if p.suffix != ".npz":
+        raise ValueError(f"{p}: expected a .npz file with arrays x and y, or a folder of them")
+    return [p]
+
+
+def _check_hashes(p: Path, files: List[Path], hashes: Dict[str, str], sha256) -> None:
+    if sha256 is None:
+        return
+    if isinstance(sha256, dict):
+        for name, want in sha256.items():
+            if name not in hashes:
+                raise ValueError(f"{p}: sha256 given for {name!r}, which is not among its files "
+                                 f"{sorted(hashes)}")
+            if hashes[name].lower() != str(want).lower():
+                raise ValueError(f"{p / name if p.is_dir() else p}: sha256 mismatch: expected "
+                                 f"{want}, file has {hashes[name]}")
+        return
+    got = hashes[files[0].name] if len(files) == 1 and not p.is_dir() else combined_sha256(hashes)
+    if got.lower() != str(sha256).lower():
+        what = "file" if not p.is_dir() else "combined digest of its .npz files"
+        raise ValueError(f"{p}: sha256 mismatch: expected {sha256}, {what} has {got}")
+
+
+def _read(f: Path):
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            keys = list(z.files)
+            if "x" not in keys or "y" not in keys:
+                raise ValueError(f"{f}: expected arrays 'x' and 'y', found {keys}")
+            x, y = z["x"], z["y"]
+    except ValueError as exc:
+        if str(f) in str(exc):
+            raise
+        raise ValueError(f"{f}: cannot read without pickle ({exc})") from exc
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{f}: not a readable .npz file ({exc})") from exc
+    if y.ndim != 1:
+        raise ValueError(f"{f}: y must be one label per row, shape (n,), got {y.shape}")
+    if x.ndim < 2 or len(x) != len(y):
+        raise ValueError(f"{f}: x must have shape (n, ...) with n = len(y) = {len(y)}, "
+                         f"got x {x.shape}")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise ValueError(f"{f}: x must be numeric, got dtype {x.dtype}")
+    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        raise ValueError(f"{f}: x {x.shape} holds {bad} NaN or inf values")
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise ValueError(f"{f}: y must hold class labels (integers or strings), got "
+                             f"non-integer floats")
+        y = y.astype(np.int64)
+    elif not (np.issubdtype(y.dtype, np.integer) or y.dtype.kind in "USb"):
+        raise ValueError(f"{f}: y must hold class labels (integers or strings), got dtype {y.dtype}")
+    return x, y
+
+
+def read(path: Union[str, Path], sha256: Optional[Union[str, Dict[str, str]]] = None):
+    """Read a user data set: x float32 (n, *shape), y int64 codes, classes, meta.
+
+    The original labels are kept, sorted, as ``classes``; y holds their codes.
+    """
+    p = Path(path).expanduser()
+    files = npz_files(p)
+    hashes = {f.name: file_sha256(f) for f in files}
+    _check_hashes(p, files, hashes, sha256)
+    xs, ys = [], []
+    for f in files:
+        x, y = _read(f)
+        if xs and x.shape[1:] != xs[0].shape[1:]:
+            raise ValueError(f"{f}: x rows have shape {x.shape[1:]}, but {files[0]} has "
+                             f"{xs[0].shape[1:]}")
+        if ys and (y.dtype.kind in "US") != (ys[0].dtype.kind in "US"):
+            raise ValueError(f"{f}: labels are {y.dtype}, but {files[0]} has {ys[0].dtype}")
+        xs.append(x)
+        ys.append(y)
+    x = np.concatenate(xs).astype(np.float32)
+    classes, y = np.unique(np.concatenate(ys), return_inverse=True)
+    meta = {"source": "user file", "path": os.fspath(p), "files": [f.name for f in files],
+            "file_sha256": hashes if p.is_dir() else hashes[files[0].name]}
+    if p.is_dir():
+        meta["combined_sha256"] = combined_sha256(hashes)
+    return x, y.astype(np.int64).reshape(-1), tuple(c.item() for c in classes), meta
