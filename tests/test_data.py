@@ -1,5 +1,6 @@
 """infodyn.data: the bundled, generated and user data sets, splits, class subsets, manifest."""
 import hashlib
+import importlib
 import importlib.util
 import itertools
 import math
@@ -350,6 +351,30 @@ def test_user_manifest(tmp_path):
     m.write_text("datasets: {}\n")
     with pytest.raises(ValueError, match="datasets"):
         data.manifest(m)
+
+
+# ---------------------------------------------------------------- names, docs, manifest
+
+def test_parse_name_and_docstring_examples():
+    import doctest
+
+    assert data.parse_name("digits:0-4?as_image=true&split=0.8,0.1,0.1") == \
+        ("digits", "0-4", {"as_image": True, "split": (0.8, 0.1, 0.1)})
+    assert data.parse_name("gaussian-mixture?noise=0.5") == ("gaussian-mixture", None, {"noise": 0.5})
+    assert data.parse_classes("0-2,7") == (0, 1, 2, 7)
+    assert data.load("digits?split=0.8,0.1,0.1").meta["split"] == (0.8, 0.1, 0.1)
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        data.parse_name("digits?as_image")
+    result = doctest.testmod(importlib.import_module("infodyn.data"))
+    assert result.attempted >= 4 and result.failed == 0
+
+
+def test_dataset_built_by_hand():
+    z = np.zeros((2, 3), np.float32)
+    ds = data.Dataset("h", z, np.array([0, 1]), z[:0], np.zeros(0, np.int64), z + 1,
+                      np.array([1, 0]), classes=(0, 1), role="user")
+    x, y = ds.all()
+    assert x.shape == (4, 3) and y.tolist() == [0, 1, 1, 0] and ds.input_shape == (3,)
 
 
 # ---------------------------------------------------------------- manifest

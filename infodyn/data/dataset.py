@@ -73,11 +73,13 @@ class Dataset:
         For ``ib12bit`` this is all 4096 patterns in pattern order, the set over which the
         information plane is computed.
         """
-        idx = np.concatenate([self.idx_train, self.idx_val, self.idx_test])
-        order = np.argsort(idx, kind="stable")
-        x = np.concatenate([self.x_train, self.x_val, self.x_test])[order]
-        y = np.concatenate([self.y_train, self.y_val, self.y_test])[order]
-        return x, y
+        x = np.concatenate([self.x_train, self.x_val, self.x_test])
+        y = np.concatenate([self.y_train, self.y_val, self.y_test])
+        if self.idx_train is None or self.idx_val is None or self.idx_test is None:
+            return x, y  # built by hand without row indices: train, val, test in turn
+        order = np.argsort(np.concatenate([self.idx_train, self.idx_val, self.idx_test]),
+                           kind="stable")
+        return x[order], y[order]
 
     def __repr__(self) -> str:
         sizes = "/".join(str(len(y)) for y in (self.y_train, self.y_val, self.y_test))
