@@ -1,0 +1,523 @@
+"""The discriminability-transferability trade-off: curves, onset of over-compression, and a
+single-model over-compression score.
+
+Everything here but :func:`score_overcompression` is a pure function of the tidy results table
+written by :func:`infodyn.analyze` (one row per run, checkpoint, layer, measure; see
+:data:`COLUMNS`), so the same numbers come out of a notebook, the CLI and the report.
+
+Definitions (all times are the table's ``epoch``, else ``step``, else checkpoint order):
+
+* **peak transfer** -- the first time at which the transfer accuracy (``linear_probe_acc`` on the
+  ``target`` task, else ``knn_acc`` on the target, else the same on the source's held-out split)
+  reaches its maximum over the run.
+* **compression onset** -- the time of the maximum of I(X;T), provided that after it I(X;T)
+  falls by at least ``min_drop`` (a fraction of that maximum, default 5 %) by the last checkpoint
+  *and* source accuracy at the last checkpoint is higher than at the maximum (training is still
+  improving discrimination while the layer forgets input information). Otherwise there is no
+  onset (NaN): the layer never turned down, or it turned down with source accuracy.
+* Both are computed per seed; runs of one configuration (same ``config``, different ``seed``) are
+  summarised by the mean, the standard deviation and a Student-t 95 % interval of the mean.
+
+The over-compression score is described at :func:`score_overcompression`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+
+LN2 = math.log(2.0)
+
+#: The columns of the tidy results table, in order.
+COLUMNS = ["run", "config", "seed", "checkpoint", "order", "epoch", "step", "layer", "measure", "task",
+           "value", "ci_low", "ci_high", "method", "params", "n", "seconds", "error"]
+
+#: Stable measure names.
+IXT, ITY = "I(X;T)", "I(T;Y)"
+PROBE, KNN, SOURCE_ACC = "linear_probe_acc", "knn_acc", "source_acc"
+RANKME, NC1, SCORE = "rankme", "nc1", "overcompression_score"
+
+
+def check_table(df: pd.DataFrame, need: Iterable[str] = ("run", "layer", "measure", "value")) -> pd.DataFrame:
+    """Raises ValueError naming the missing columns; fills optional columns with defaults."""
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"expected a pandas DataFrame of results, got {type(df).__name__}")
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise ValueError(f"results table lacks column(s) {missing}; it has {list(df.columns)}")
+    out = df.copy()
+    defaults = {"config": None, "seed": np.nan, "task": "", "method": "", "error": "", "epoch": np.nan,
+                "step": np.nan, "order": np.nan, "checkpoint": "", "ci_low": np.nan, "ci_high": np.nan}
+    for col, val in defaults.items():
+        if col not in out.columns:
+            out[col] = val
+    out["config"] = out["config"].where(out["config"].notna(), out["run"])
+    for col in ("task", "method", "error", "checkpoint"):
+        out[col] = out[col].fillna("").astype(str)
+    return out
+
+
+def _time_axis(df: pd.DataFrame) -> Tuple[pd.Series, str]:
+    """The time column: epoch when every row has one, else step, else checkpoint order."""
+    for col, label in (("epoch", "epoch"), ("step", "step"), ("order", "checkpoint")):
+        if col in df.columns and len(df) and df[col].notna().all():
+            return df[col].astype(float), label
+    raise ValueError("results rows have neither epoch, step nor checkpoint order: cannot order them in time")
+
+
+def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows without an error and with a finite value, plus a float ``time`` column."""
+    df = check_table(df)
+    good = df[(df["error"] == "") & np.isfinite(pd.to_numeric(df["value"], errors="coerce"))].copy()
+    good["value"] = good["value"].astype(float)
+    if len(good):
+        good["time"], label = _time_axis(good)
+        good.attrs["time_label"] = label
+    else:
+        good["time"] = pd.Series(dtype=float)
+        good.attrs["time_label"] = "epoch"
+    return good
+
+
+def _t_interval(values: np.ndarray, level: float = 0.95) -> Tuple[float, float, float]:
+    """(mean, low, high): Student-t interval of the mean; low = high = mean for one value."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return (math.nan, math.nan, math.nan)
+    m = float(v.mean())
+    if v.size == 1:
+        return (m, m, m)
+    half = float(stats.t.ppf((1 + level) / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return (m, m - half, m + half)
+
+
+def seed_bands(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Aggregates seeds of one configuration: one row per (config, layer, measure, task, method, time).
+
+    Returns columns config, layer, measure, task, method, time, mean, low, high, n_seeds, where
+    [low, high] is the Student-t ``level`` interval of the mean across runs (seeds); with a
+    single run it collapses to the value itself (use the estimator's own ci_low/ci_high then).
+    """
+    good = ok_rows(df)
+    keys = ["config", "layer", "measure", "task", "method", "time"]
+    rows = []
+    for key, grp in good.groupby(keys, sort=True, dropna=False):
+        m, lo, hi = _t_interval(grp.groupby("run")["value"].mean().to_numpy(), level)
+        rows.append(dict(zip(keys, key), mean=m, low=lo, high=hi, n_seeds=grp["run"].nunique()))
+    out = pd.DataFrame(rows, columns=keys + ["mean", "low", "high", "n_seeds"])
+    out.attrs["time_label"] = good.attrs.get("time_label", "epoch")
+    return out
+
+
+def trajectories(df: pd.DataFrame, method: Optional[str] = None) -> pd.DataFrame:
+    """Information-plane trajectories: one row per (run, layer, time) with I(X;T) and I(T;Y).
+
+    Args:
+        df: the results table.
+        method: the MI estimator (``binning``, ``kde``, ...); default: the first one present,
+            preferring ``binning``.
+
+    Returns:
+        columns config, run, seed, layer, time, method, ixt_nats, ity_nats, ixt_bits, ity_bits,
+        sorted by run, layer, time.
+    """
+    good = ok_rows(df)
+    mi = good[good["measure"].isin([IXT, ITY])]
+    cols = ["config", "run", "seed", "layer", "time", "method", "ixt_nats", "ity_nats", "ixt_bits", "ity_bits"]
+    if mi.empty:
+        return pd.DataFrame(columns=cols)
+    methods = sorted(mi["method"].unique(), key=lambda m: (m != "binning", m))
+    method = method or methods[0]
+    if method not in methods:
+        raise ValueError(f"no information-plane rows by {method!r}; the table has {methods}")
+    mi = mi[mi["method"] == method]
+    wide = mi.pivot_table(index=["config", "run", "seed", "layer", "time"], columns="measure", values="value",
+                          aggfunc="mean", dropna=False).reset_index()
+    wide = wide.dropna(subset=[c for c in (IXT, ITY) if c in wide.columns])
+    wide["method"] = method
+    wide["ixt_nats"] = wide.get(IXT, np.nan)
+    wide["ity_nats"] = wide.get(ITY, np.nan)
+    wide["ixt_bits"] = wide["ixt_nats"] / LN2
+    wide["ity_bits"] = wide["ity_nats"] / LN2
+    out = wide[cols].sort_values(["run", "layer", "time"]).reset_index(drop=True)
+    out.attrs["time_label"] = good.attrs["time_label"]
+    return out
+
+
+def _pick(good: pd.DataFrame, candidates: Sequence[Tuple[str, str]]) -> Tuple[Optional[str], Optional[str]]:
+    for measure, task in candidates:
+        if ((good["measure"] == measure) & (good["task"] == task)).any():
+            return measure, task
+    return None, None
+
+
+TRANSFER_PREFERENCE = [(PROBE, "target"), (KNN, "target"), (PROBE, "source"), (KNN, "source")]
+SOURCE_PREFERENCE = [(SOURCE_ACC, "source"), (PROBE, "source"), (KNN, "source")]
+
+
+def transfer_measure(df: pd.DataFrame) -> Tuple[Optional[str], Optional[str]]:
+    """(measure, task) used as 'transfer': the target linear probe when present, else fallbacks."""
+    return _pick(ok_rows(df), TRANSFER_PREFERENCE)
+
+
+def source_measure(df: pd.DataFrame) -> Tuple[Optional[str], Optional[str]]:
+    """(measure, task) used as 'discriminability': the model's own head accuracy, else probes."""
+    return _pick(ok_rows(df), SOURCE_PREFERENCE)
+
+
+def _series(good: pd.DataFrame, measure: str, task: str, layer: Optional[str], method: Optional[str] = None) -> pd.Series:
+    sel = (good["measure"] == measure) & (good["task"] == task)
+    if layer is not None and measure != SOURCE_ACC:
+        sel &= good["layer"] == layer
+    if method is not None:
+        sel &= good["method"] == method
+    return good[sel].groupby("time")["value"].mean().sort_index()
+
+
+def peak_time(series: pd.Series) -> float:
+    """The first time at which ``series`` (indexed by time) reaches its maximum; NaN when empty."""
+    if series.empty:
+        return math.nan
+    return float(series.index[int(np.argmax(series.to_numpy()))])
+
+
+def compression_onset(ixt: pd.Series, source_acc: Optional[pd.Series], min_drop: float = 0.05) -> float:
+    """The time I(X;T) turned down while source accuracy still rose (definition in the module doc).
+
+    Args:
+        ixt: I(X;T) indexed by time (any unit).
+        source_acc: source accuracy indexed by time, or None to skip the accuracy condition.
+        min_drop: the least fall after the maximum, as a fraction of the maximum.
+    """
+    if len(ixt) < 2:
+        return math.nan
+    vals = ixt.to_numpy(dtype=float)
+    k = int(np.argmax(vals))
+    peak = vals[k]
+    if k == len(vals) - 1 or peak - vals[-1] < min_drop * abs(peak) or peak - vals[-1] <= 0:
+        return math.nan
+    t_peak = float(ixt.index[k])
+    if source_acc is not None and len(source_acc):
+        at = source_acc[source_acc.index <= t_peak]
+        acc_then = at.iloc[-1] if len(at) else source_acc.iloc[0]
+        if not source_acc.iloc[-1] > acc_then:
+            return math.nan
+    return t_peak
+
+
+def onset(df: pd.DataFrame, method: Optional[str] = None, min_drop: float = 0.05, level: float = 0.95) -> pd.DataFrame:
+    """Onset of over-compression per (config, layer), with its uncertainty across seeds.
+
+    Returns one row per (config, layer) with: transfer (measure/task used), peak_transfer
+    (mean over seeds), peak_transfer_low/high (t interval), peak_transfer_std, compression_onset
+    (mean over the seeds that have one), its low/high/std, n_seeds, n_onset (seeds with an onset),
+    final_score (mean final over-compression score when the table has it), time_label.
+    """
+    good = ok_rows(df)
+    tr_m, tr_t = _pick(good, TRANSFER_PREFERENCE)
+    src_m, src_t = _pick(good, SOURCE_PREFERENCE)
+    mi = good[good["measure"] == IXT]
+    if method is None and not mi.empty:
+        method = sorted(mi["method"].unique(), key=lambda m: (m != "binning", m))[0]
+    layers = sorted(set(good.loc[good["measure"] != SOURCE_ACC, "layer"]))
+    rows = []
+    for config in sorted(good["config"].unique()):
+        cg = good[good["config"] == config]
+        for layer in layers:
+            peaks, onsets, finals = [], [], []
+            for run in sorted(cg["run"].unique()):
+                rg = cg[cg["run"] == run]
+                if tr_m:
+                    peaks.append(peak_time(_series(rg, tr_m, tr_t, layer)))
+                ixt = _series(rg, IXT, "source", layer, method) if method else pd.Series(dtype=float)
+                src = _series(rg, src_m, src_t, layer) if src_m else None
+                onsets.append(compression_onset(ixt, src, min_drop))
+                sc = _series(rg, SCORE, "source", layer)
+                if len(sc):
+                    finals.append(float(sc.iloc[-1]))
+            if not (np.isfinite(peaks).any() or np.isfinite(onsets).any() or finals):
+                continue
+            pk = _t_interval(np.array(peaks, dtype=float), level)
+            on = _t_interval(np.array(onsets, dtype=float), level)
+            fin = np.asarray([p for p in peaks if np.isfinite(p)], dtype=float)
+            ons = np.asarray([o for o in onsets if np.isfinite(o)], dtype=float)
+            rows.append({
+                "config": config, "layer": layer,
+                "transfer": f"{tr_t}_{tr_m}" if tr_m else "",
+                "peak_transfer": pk[0], "peak_transfer_low": pk[1], "peak_transfer_high": pk[2],
+                "peak_transfer_std": float(fin.std(ddof=1)) if fin.size > 1 else 0.0 if fin.size else math.nan,
+                "compression_onset": on[0], "compression_onset_low": on[1], "compression_onset_high": on[2],
+                "compression_onset_std": float(ons.std(ddof=1)) if ons.size > 1 else 0.0 if ons.size else math.nan,
+                "n_seeds": int(cg["run"].nunique()), "n_onset": int(ons.size),
+                "final_score": float(np.mean(finals)) if finals else math.nan,
+                "time_label": good.attrs["time_label"],
+            })
+    return pd.DataFrame(rows)
+
+
+def format_summary(summary: pd.DataFrame) -> str:
+    """The terminal summary: per configuration and layer, where transfer peaked, where I(X;T)
+    turned down, the final over-compression score."""
+    if summary.empty:
+        return "no summary: the table has no transfer, I(X;T) or score rows without errors"
+    lines = []
+    unit = summary["time_label"].iloc[0]
+
+    def fmt(m, lo, hi, std, n):
+        if not np.isfinite(m):
+            return "none"
+        return f"{m:g}" if n <= 1 or not np.isfinite(std) else f"{m:.1f} ±{std:.1f} (95% CI {lo:.1f}..{hi:.1f})"
+
+    for config, grp in summary.groupby("config", sort=True):
+        n = int(grp["n_seeds"].iloc[0])
+        lines.append(f"{config}  ({n} seed{'s' if n != 1 else ''}; times in {unit}s)")
+        for _, r in grp.iterrows():
+            peak = fmt(r.peak_transfer, r.peak_transfer_low, r.peak_transfer_high, r.peak_transfer_std, n)
+            on = fmt(r.compression_onset, r.compression_onset_low, r.compression_onset_high,
+                     r.compression_onset_std, r.n_onset)
+            if np.isfinite(r.compression_onset) and n > 1:
+                on += f" in {r.n_onset}/{n} seeds"
+            score = "n/a" if not np.isfinite(r.final_score) else f"{r.final_score:.2f}"
+            lines.append(f"  {r.layer:<16s} transfer peaked at {peak}; I(X;T) turned down at {on}; "
+                         f"final over-compression score {score}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# the single-model over-compression score
+
+
+@dataclass
+class OvercompressionScore:
+    """The over-compression score of one layer of one model.
+
+    Attributes:
+        score: in [0, 1]; the mean of ``parts`` (0 = keeps input information beyond what the
+            labels need; 1 = collapsed to the labels).
+        parts: the components, each in [0, 1] (see :func:`overcompression_parts`).
+        layer: the layer measured ("input of <last Linear>" by default).
+        n: samples used; num_classes: classes in the labels.
+        skipped: parts left out of the mean, with the reason.
+        extra: diagnostics not in the score (effective rank, target accuracy when a target was given).
+    """
+
+    score: float
+    parts: Dict[str, float]
+    layer: str
+    n: int
+    num_classes: int
+    skipped: Dict[str, str] = field(default_factory=dict)
+    extra: Dict[str, float] = field(default_factory=dict)
+
+    def __float__(self) -> float:
+        return float(self.score)
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{k}={v:.3f}" for k, v in self.parts.items())
+        return f"OvercompressionScore({self.score:.3f} at {self.layer}: {parts}; n={self.n}, classes={self.num_classes})"
+
+
+def effective_rank(t: np.ndarray) -> float:
+    """exp(entropy of the normalised singular values) of the centred features (Roy & Vetterli 2007)."""
+    a = np.asarray(t, dtype=np.float64)
+    s = np.linalg.svd(a - a.mean(axis=0), compute_uv=False)
+    if s.sum() <= 0:
+        return 0.0
+    p = s / s.sum()
+    p = p[p > 0]
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def overcompression_parts(t: Any, y: Any, *, noise_var: float = 0.1, max_samples: int = 2000, seed: int = 0,
+                          device: str = "auto") -> Tuple[Dict[str, float], Dict[str, str], Dict[str, float]]:
+    """The three parts of the over-compression score, from features ``t`` (n, d) and labels ``y`` (n,).
+
+    * ``label_share`` = 1 - I(X;T|Y) / (log n - H(Y)): the share of the information T keeps about
+      the inputs that is label information. For a deterministic T over n equally likely inputs,
+      I(X;T|Y) = I(X;T) - I(T;Y) and its largest possible value is log n - H(Y) (every input
+      distinguishable within its class). I(X;T) and I(T;Y) are the KDE (Kolchinsky-Tracey) plane
+      with Gaussian noise of variance ``noise_var`` added to T after scaling T to unit total
+      variance, so the part does not depend on the scale of the features.
+    * ``rank_collapse`` = (log r_max - log r) / (log r_max - log(C - 1)), clipped to [0, 1]:
+      r is the effective rank of the centred features, r_max = min(n, d); a representation that
+      has collapsed onto the C - 1 dimensions C class means span scores 1, a full-rank one 0.
+      Skipped when r_max <= C - 1 (the layer is too narrow for rank to tell).
+    * ``within_class_collapse`` = 1 - tr(S_within) / tr(S_total): the share of feature variance
+      between class means (1 = every class a point, the neural-collapse limit).
+
+    Returns (parts, skipped, extra).
+    """
+    from infodyn.estimators import as_labels, as_samples, information_plane
+
+    ta = as_samples(t, "features")
+    ya = as_labels(y, "labels")
+    if ya.shape[0] != ta.shape[0]:
+        raise ValueError(f"features and labels must have the same number of rows: features {ta.shape}, labels {ya.shape}")
+    if ta.shape[0] > max_samples:
+        idx = np.sort(np.random.default_rng(seed).choice(ta.shape[0], max_samples, replace=False))
+        ta, ya = ta[idx], as_labels(ya[idx], "labels")
+    n, d = ta.shape
+    classes = int(ya.max()) + 1
+    if classes < 2:
+        raise ValueError(f"labels of shape {ya.shape} hold a single class; the score needs at least two")
+    if n < 2 * classes:
+        raise ValueError(f"too few samples for the score: features {ta.shape} with {classes} classes")
+    parts: Dict[str, float] = {}
+    skipped: Dict[str, str] = {}
+    extra: Dict[str, float] = {}
+
+    centred = ta - ta.mean(axis=0)
+    total = float((centred ** 2).sum())
+    if total <= 0:  # every input mapped to one point: nothing beyond (nor even) the labels survives
+        parts = {"label_share": 1.0, "rank_collapse": 1.0, "within_class_collapse": 1.0}
+        extra["effective_rank"] = 0.0
+        return parts, skipped, extra
+
+    counts = np.bincount(ya, minlength=classes).astype(float)
+    h_y = float(-(counts / n * np.log(counts / n)).sum())
+    scaled = centred / math.sqrt(total / n)  # unit total variance
+    plane = information_plane(scaled, ya, method="kde", noise_var=noise_var, device=device)
+    cond = max(plane.i_xt.nats - plane.i_ty.nats, 0.0)
+    room = math.log(n) - h_y
+    parts["label_share"] = float(np.clip(1.0 - cond / room, 0.0, 1.0)) if room > 0 else 1.0
+    extra["ixt_kde_nats"], extra["ity_kde_nats"] = plane.i_xt.nats, plane.i_ty.nats
+
+    r = effective_rank(ta)
+    extra["effective_rank"] = r
+    r_max, r_min = min(n, d), max(classes - 1, 1)
+    if r_max <= r_min:
+        skipped["rank_collapse"] = f"layer width {d} <= classes - 1 = {classes - 1}: rank cannot show collapse"
+    else:
+        parts["rank_collapse"] = float(np.clip((math.log(r_max) - math.log(max(r, 1e-12))) /
+                                               (math.log(r_max) - math.log(r_min)), 0.0, 1.0))
+
+    within = 0.0
+    for c in range(classes):
+        tc = ta[ya == c]
+        within += float(((tc - tc.mean(axis=0)) ** 2).sum())
+    parts["within_class_collapse"] = float(np.clip(1.0 - within / total, 0.0, 1.0))
+    return parts, skipped, extra
+
+
+def _resolve_data(data: Any, name: str, seed: int) -> Tuple[Any, Any]:
+    """(inputs, labels) from a pair or a data-set name (its test split)."""
+    if isinstance(data, (str,)) or hasattr(data, "__fspath__"):
+        from infodyn.data import load
+
+        ds = load(str(data), seed=seed)
+        return ds.x_test, ds.y_test
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return data[0], data[1]
+    raise ValueError(f"{name} must be an (inputs, labels) pair of arrays/tensors or a data-set name, "
+                     f"got {type(data).__name__}")
+
+
+def default_layer(model) -> str:
+    """Name of the last ``nn.Linear`` in ``model`` (its *input* is the default layer)."""
+    import torch.nn as nn
+
+    names = [name for name, mod in model.named_modules() if isinstance(mod, nn.Linear)]
+    if not names:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear layer; pass layer= (one of its module names)")
+    return names[-1]
+
+
+def layer_features(model, x: Any, layer: Optional[str] = None, *, use_input: Optional[bool] = None,
+                   batch_size: int = 1024, device: str = "auto") -> Tuple[np.ndarray, str]:
+    """Features of ``x`` at a layer: the module's output, or, for the default (``layer=None``),
+    the input of the last nn.Linear. Returns ((n, d) float64 array, description)."""
+    import torch
+
+    from infodyn.estimators import resolve_device
+
+    dev = resolve_device(device)
+    mods = dict(model.named_modules())
+    if layer is None:
+        layer, use_input = default_layer(model), True
+    elif layer not in mods:
+        import difflib
+
+        close = difflib.get_close_matches(layer, list(mods), n=5)
+        raise ValueError(f"layer {layer!r} is not in {type(model).__name__}; closest: {close or list(mods)[:10]}")
+    use_input = bool(use_input)
+    xt = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).float()
+    grabbed: List[torch.Tensor] = []
+
+    def hook(_m, inp, out):
+        v = inp[0] if use_input else out
+        grabbed.append(v.detach().flatten(1).double().cpu())
+
+    was_training = model.training
+    model.eval().to(dev)
+    handle = mods[layer].register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            for i in range(0, xt.shape[0], batch_size):
+                model(xt[i:i + batch_size].to(dev))
+    finally:
+        handle.remove()
+        model.train(was_training)
+    if not grabbed:
+        raise ValueError(f"layer {layer!r} was not called in the forward pass of {type(model).__name__}")
+    desc = f"input of {layer}" if use_input else layer
+    return torch.cat(grabbed).numpy(), desc
+
+
+def score_overcompression(model, data: Any, layer: Optional[str] = None, target: Any = None, *,
+                          noise_var: float = 0.1, max_samples: int = 2000, seed: int = 0,
+                          device: str = "auto") -> OvercompressionScore:
+    """How far one model's layer has collapsed onto its training labels, in [0, 1].
+
+    score = mean(label_share, rank_collapse, within_class_collapse) (parts in
+    :func:`overcompression_parts`): 0 = the layer keeps input information beyond what the labels
+    need; 1 = it has collapsed to the labels.
+
+    What it means: a descriptive index computed from one model, with no checkpoint sequence. Over
+    the late checkpoints of a long plain cross-entropy run it rises as transfer to new classes
+    falls (benchmarks/overcompression_validity.py reports the rank correlation over seeds). What
+    it does not mean: it is not a calibrated probability, nor a prediction of transfer accuracy
+    for a given target; compare scores of the same architecture and data; a high score on a task
+    whose target needs only the source labels is harmless.
+
+    Args:
+        model: a torch.nn.Module with a head.
+        data: (inputs, labels) arrays/tensors (inputs as the model takes them, labels (n,)), or a
+            data-set name for :func:`infodyn.data.load` (its test split is used).
+        layer: a module name (its output is scored); default: the input of the last nn.Linear.
+        target: optional (inputs, labels) or name of a target task; then ``extra`` holds the
+            target parts (``target_*``) and the target k-NN accuracy, which are not in ``score``.
+        noise_var: KDE noise variance relative to unit total feature variance.
+        max_samples: seeded subsample size (the KDE part is O(n^2), done in blocks).
+    """
+    x, y = _resolve_data(data, "data", seed)
+    t, desc = layer_features(model, x, layer, device=device)
+    parts, skipped, extra = overcompression_parts(t, y, noise_var=noise_var, max_samples=max_samples,
+                                                  seed=seed, device=device)
+    if target is not None:
+        xt, yt = _resolve_data(target, "target", seed)
+        tt, _ = layer_features(model, xt, layer, device=device)
+        tparts, _, textra = overcompression_parts(tt, yt, noise_var=noise_var, max_samples=max_samples,
+                                                  seed=seed, device=device)
+        extra.update({f"target_{k}": v for k, v in {**tparts, **textra}.items()})
+        from infodyn.transfer import knn_accuracy
+
+        yt_np = np.asarray(yt.detach().cpu() if hasattr(yt, "detach") else yt)
+        idx = np.random.default_rng(seed).permutation(tt.shape[0])
+        half = tt.shape[0] // 2
+        extra["target_knn_acc"] = float(knn_accuracy(tt[idx[:half]], yt_np[idx[:half]], tt[idx[half:]],
+                                                     yt_np[idx[half:]], device=device).accuracy)
+    score = float(np.mean(list(parts.values())))
+    return OvercompressionScore(score, parts, desc, int(min(t.shape[0], max_samples)),
+                                int(len(np.unique(np.asarray(y.detach().cpu() if hasattr(y, "detach") else y)))),
+                                skipped, extra)
+
+
+__all__ = ["COLUMNS", "check_table", "ok_rows", "seed_bands", "trajectories", "transfer_measure", "source_measure",
+           "peak_time", "compression_onset", "onset", "format_summary", "OvercompressionScore",
+           "overcompression_parts", "score_overcompression", "layer_features", "default_layer", "effective_rank"]

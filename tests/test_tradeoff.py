@@ -1,0 +1,185 @@
+"""infodyn.tradeoff: curves and onset from a synthetic table with known answers; the score."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from infodyn import tradeoff as tr
+
+
+def synthetic_table(peaks=(3, 4, 5), turn=(4, 5, 6), epochs=12, layers=("fc1", "fc2"), config="ce",
+                    source_rises=True):
+    """A results table whose answers are known: per seed s, target accuracy peaks at peaks[s],
+    I(X;T) peaks at turn[s] and then falls by 30 %, source accuracy rises throughout."""
+    rows = []
+    for s, (pk, tn) in enumerate(zip(peaks, turn)):
+        run = f"{config}-seed{s}"
+        for e in range(epochs):
+            base = dict(run=run, config=config, seed=s, checkpoint=f"ep{e}.pt", order=e, epoch=e, step=10 * e,
+                        ci_low=np.nan, ci_high=np.nan, params="{}", n=100, seconds=0.0, error="")
+            src = 0.5 + 0.04 * e if source_rises else 0.9 - 0.04 * e
+            rows.append({**base, "layer": "output", "measure": "source_acc", "task": "source", "value": src,
+                         "method": "head"})
+            for li, layer in enumerate(layers):
+                ixt = 2.0 + 0.3 * min(e, tn) - 0.2 * max(0, e - tn) + li * 0.01
+                rows.append({**base, "layer": layer, "measure": "I(X;T)", "task": "source", "value": ixt,
+                             "method": "binning"})
+                rows.append({**base, "layer": layer, "measure": "I(T;Y)", "task": "source",
+                             "value": 0.1 + 0.05 * e, "method": "binning"})
+                rows.append({**base, "layer": layer, "measure": "I(X;T)", "task": "source", "value": ixt * 0.9,
+                             "method": "kde"})
+                rows.append({**base, "layer": layer, "measure": "I(T;Y)", "task": "source",
+                             "value": 0.08 + 0.05 * e, "method": "kde"})
+                rows.append({**base, "layer": layer, "measure": "linear_probe_acc", "task": "target",
+                             "value": 0.8 - 0.02 * abs(e - pk), "method": "linear_probe"})
+                rows.append({**base, "layer": layer, "measure": "overcompression_score", "task": "source",
+                             "value": 0.1 + 0.05 * e, "method": "overcompression"})
+    return pd.DataFrame(rows, columns=tr.COLUMNS)
+
+
+def test_onset_matches_construction_with_t_interval():
+    df = synthetic_table()
+    summ = tr.onset(df)
+    assert set(summ["layer"]) == {"fc1", "fc2"}
+    row = summ[summ["layer"] == "fc1"].iloc[0]
+    assert row["transfer"] == "target_linear_probe_acc"
+    assert row["peak_transfer"] == pytest.approx(4.0)
+    half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)  # std of (3, 4, 5) is 1
+    assert row["peak_transfer_low"] == pytest.approx(4.0 - half)
+    assert row["peak_transfer_high"] == pytest.approx(4.0 + half)
+    assert row["compression_onset"] == pytest.approx(5.0)
+    assert row["compression_onset_std"] == pytest.approx(1.0)
+    assert row["n_seeds"] == 3 and row["n_onset"] == 3
+    assert row["final_score"] == pytest.approx(0.1 + 0.05 * 11)
+
+
+def test_no_onset_when_source_accuracy_falls_or_ixt_never_turns():
+    falling = tr.onset(synthetic_table(source_rises=False))
+    assert falling["compression_onset"].isna().all()
+    assert falling["n_onset"].eq(0).all()
+    ixt = pd.Series([1.0, 2.0, 3.0, 4.0], index=[0, 1, 2, 3])
+    assert math.isnan(tr.compression_onset(ixt, None))
+    tiny = pd.Series([1.0, 2.0, 1.99], index=[0, 1, 2])  # falls 0.5 %, below the 5 % threshold
+    assert math.isnan(tr.compression_onset(tiny, None))
+    assert tr.compression_onset(tiny, None, min_drop=0.001) == 1.0
+
+
+def test_error_rows_are_ignored_and_missing_columns_named():
+    df = synthetic_table(peaks=(3,), turn=(4,))
+    bad = df.iloc[:1].copy()
+    bad["value"], bad["error"], bad["measure"], bad["layer"] = np.nan, "boom", "linear_probe_acc", "fc1"
+    bad["task"] = "target"
+    out = tr.onset(pd.concat([df, bad]))
+    assert out.loc[out["layer"] == "fc1", "peak_transfer"].iloc[0] == 3.0
+    with pytest.raises(ValueError, match="lacks column"):
+        tr.onset(df.drop(columns=["measure"]))
+
+
+def test_trajectories_and_seed_bands():
+    df = synthetic_table()
+    traj = tr.trajectories(df)
+    assert traj["method"].unique().tolist() == ["binning"]  # binning preferred
+    assert len(traj) == 3 * 2 * 12
+    r = traj[(traj["run"] == "ce-seed0") & (traj["layer"] == "fc1") & (traj["time"] == 2)].iloc[0]
+    assert r["ixt_nats"] == pytest.approx(2.6)
+    assert r["ixt_bits"] == pytest.approx(2.6 / math.log(2))
+    assert tr.trajectories(df, "kde")["ixt_nats"].max() == pytest.approx(0.9 * traj["ixt_nats"].max())
+    with pytest.raises(ValueError, match="no information-plane rows by 'ksg'"):
+        tr.trajectories(df, "ksg")
+    bands = tr.seed_bands(df)
+    b = bands[(bands["measure"] == "linear_probe_acc") & (bands["layer"] == "fc1") & (bands["time"] == 0)].iloc[0]
+    vals = np.array([0.8 - 0.02 * 3, 0.8 - 0.02 * 4, 0.8 - 0.02 * 5])
+    half = stats.t.ppf(0.975, 2) * vals.std(ddof=1) / math.sqrt(3)
+    assert b["mean"] == pytest.approx(vals.mean())
+    assert (b["low"], b["high"]) == pytest.approx((vals.mean() - half, vals.mean() + half))
+    assert b["n_seeds"] == 3
+
+
+def test_format_summary_mentions_each_layer():
+    text = tr.format_summary(tr.onset(synthetic_table()))
+    assert "ce  (3 seeds" in text
+    assert text.count("transfer peaked at 4.0") == 2
+    assert "I(X;T) turned down at 5.0" in text and "final over-compression score 0.65" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# the over-compression score
+
+
+def _clusters(spread, n=300, classes=3, d=16, seed=0):
+    r = np.random.default_rng(seed)
+    y = np.repeat(np.arange(classes), n // classes)
+    means = r.normal(size=(classes, d)) * 3
+    return means[y] + spread * r.normal(size=(n, d)), y
+
+
+def test_parts_at_the_two_limits():
+    t, y = _clusters(0.0)
+    parts, skipped, extra = tr.overcompression_parts(t, y)
+    assert parts == pytest.approx({"label_share": 1.0, "rank_collapse": 1.0, "within_class_collapse": 1.0})
+    assert 1.0 < extra["effective_rank"] <= 2.0 + 1e-9  # 3 points span 2 dimensions
+    r = np.random.default_rng(1)
+    t = r.normal(size=(300, 16))
+    y = np.repeat(np.arange(3), 100)
+    parts, _, _ = tr.overcompression_parts(t, y)
+    assert all(v < 0.15 for v in parts.values()), parts
+
+
+def test_within_class_part_is_the_between_share_of_variance():
+    t, y = _clusters(1.0, n=90)
+    parts, _, _ = tr.overcompression_parts(t, y)
+    sw = sum(((t[y == c] - t[y == c].mean(0)) ** 2).sum() for c in range(3))
+    st = ((t - t.mean(0)) ** 2).sum()
+    assert parts["within_class_collapse"] == pytest.approx(1 - sw / st)
+
+
+def test_score_rises_as_classes_collapse():
+    scores = [np.mean(list(tr.overcompression_parts(*_clusters(s))[0].values())) for s in (10, 3, 1, 0.3, 0.03)]
+    assert all(a < b for a, b in zip(scores, scores[1:])), scores
+    assert scores[0] < 0.2 and scores[-1] > 0.9
+
+
+def test_narrow_layer_skips_rank_part():
+    t, y = _clusters(1.0, classes=4, d=2)
+    parts, skipped, _ = tr.overcompression_parts(t, y)
+    assert "rank_collapse" not in parts and "rank_collapse" in skipped
+
+
+def test_parts_reject_bad_input():
+    t, y = _clusters(1.0)
+    with pytest.raises(ValueError, match="same number of rows"):
+        tr.overcompression_parts(t, y[:-1])
+    with pytest.raises(ValueError, match="single class"):
+        tr.overcompression_parts(t, np.zeros(len(t), dtype=int))
+    t[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        tr.overcompression_parts(t, y)
+
+
+def test_score_of_a_model_uses_the_input_of_the_last_linear():
+    import torch
+    import torch.nn as nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4))
+    r = np.random.default_rng(0)
+    x = r.normal(size=(200, 8)).astype(np.float32)
+    y = r.integers(0, 4, size=200)
+    res = tr.score_overcompression(model, (torch.from_numpy(x), torch.from_numpy(y)))
+    assert res.layer == "input of 2"
+    with torch.no_grad():
+        t = torch.tanh(model[0](torch.from_numpy(x))).double().numpy()
+    parts, _, _ = tr.overcompression_parts(t, y)
+    assert res.parts == pytest.approx(parts)
+    assert res.score == pytest.approx(np.mean(list(parts.values())))
+    assert 0 <= res.score <= 1 and res.num_classes == 4
+    out = tr.score_overcompression(model, (x, y), layer="1")  # the Tanh's output is the same features
+    assert out.score == pytest.approx(res.score)
+    with pytest.raises(ValueError, match="closest"):
+        tr.score_overcompression(model, (x, y), layer="fc9")
+    with pytest.raises(ValueError, match="no nn.Linear"):
+        tr.score_overcompression(nn.Sequential(nn.Tanh()), (x, y))
+    with pytest.raises(ValueError, match="pair"):
+        tr.score_overcompression(model, x)
