@@ -56,7 +56,7 @@ def check_table(df: pd.DataFrame, need: Iterable[str] = ("run", "layer", "measur
             out[col] = val
     out["config"] = out["config"].where(out["config"].notna(), out["run"])
     for col in ("task", "method", "error", "checkpoint"):
-        out[col] = out[col].fillna("").astype(str)
+        out[col] = out[col].astype(object).where(out[col].notna(), "").astype(str)
     return out
 
 
