@@ -1,0 +1,31 @@
+"""Checkpoint sequences: find and order them, load them safely, read the run manifest, extract
+layer features (with a disk cache).
+
+    from infodyn.runs import discover, load_checkpoint, load_manifest, build_model, apply_state
+    m = load_manifest("runs/mlp")                 # RUN_DIR/infodyn.yaml
+    model = build_model(m)                        # imports and runs the manifest's callable
+    layers = resolve_layers(model, m.layers)
+    for info in discover(m.run_dir, m.checkpoints):
+        apply_state(model, load_checkpoint(info.path), info.path)
+        feats = extract_features(model, x, layers)  # {layer: float32 (n, d)}
+
+Submodules: ``discover``, ``load``, ``manifest``, ``extract``, ``cache``. Nothing heavy is
+imported until a function is used (torch is imported lazily inside the functions).
+"""
+from infodyn.runs.cache import FeatureCache, array_digest, cached_features, file_sha256
+from infodyn.runs.discover import AmbiguousOrderWarning, CheckpointInfo, discover, parse_filename
+from infodyn.runs.extract import extract_features, resolve_layers
+from infodyn.runs.load import (CHECKPOINT_SUFFIXES, CheckpointError, apply_state, load_checkpoint,
+                               load_checkpoint_with_meta, read_meta, unwrap_state)
+from infodyn.runs.manifest import (MANIFEST_NAME, RunManifest, build_model, load_manifest,
+                                   manifest_dict, parse_manifest, write_manifest)
+
+__all__ = [
+    "discover", "CheckpointInfo", "AmbiguousOrderWarning", "parse_filename",
+    "load_checkpoint", "load_checkpoint_with_meta", "read_meta", "unwrap_state", "apply_state",
+    "CheckpointError", "CHECKPOINT_SUFFIXES",
+    "load_manifest", "parse_manifest", "write_manifest", "manifest_dict", "RunManifest",
+    "build_model", "MANIFEST_NAME",
+    "resolve_layers", "extract_features",
+    "FeatureCache", "cached_features", "file_sha256", "array_digest",
+]

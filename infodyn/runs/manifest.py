@@ -1,0 +1,286 @@
+"""The run manifest ``infodyn.yaml``: which model, which data, which layers, which checkpoints.
+
+::
+
+    model: mypkg.models:make_mlp     # an importable callable that returns a torch.nn.Module
+    model_kwargs: {width: 32}
+    data:
+      source: digits                 # a data set name, or a .npz path relative to this file
+      target: "digits:5-9"           # optional: for transfer measures
+    layers: [fc1, fc2]               # names from model.named_modules(); glob patterns allowed
+    checkpoints: "*.pt"              # optional glob; default: every checkpoint file in the folder
+
+Optional extras: ``name`` (the run's name in result tables; default the folder's name) and
+``pool`` (``flatten`` or ``avg``: how conv maps become vectors; default ``flatten``).
+
+**The model callable is user code and runs** when a manifest is used (:func:`build_model`):
+only analyse run folders whose manifest you wrote or trust. The folder holding the manifest is
+put on ``sys.path`` while the callable is imported, so ``model: models:make`` finds a
+``models.py`` kept beside ``infodyn.yaml``. The manifest is parsed with ``yaml.safe_load``.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+__all__ = ["MANIFEST_NAME", "RunManifest", "load_manifest", "parse_manifest", "manifest_dict",
+           "write_manifest", "build_model", "import_callable"]
+
+MANIFEST_NAME = "infodyn.yaml"
+_TOP_KEYS = {"model", "model_kwargs", "data", "layers", "checkpoints", "name", "pool"}
+_DATA_KEYS = {"source", "target"}
+_POOLS = ("flatten", "avg")
+
+
+@dataclass(frozen=True)
+class RunManifest:
+    """A parsed ``infodyn.yaml``.
+
+    Attributes:
+        model: ``"package.module:callable"`` returning an ``nn.Module``.
+        model_kwargs: keyword arguments for that callable.
+        data_source: a data set name (``"digits"``, ``"digits:0-4"``) or an absolute .npz path
+            (relative paths in the file are resolved against the manifest's folder).
+        data_target: the same for the transfer target, or None.
+        layers: layer names or glob patterns over ``model.named_modules()``.
+        checkpoints: a glob relative to the run folder, or None for every checkpoint file.
+        path: the manifest file.
+        name: the run's name (default: the run folder's name).
+        pool: ``"flatten"`` or ``"avg"`` for conv feature maps.
+    """
+
+    model: str
+    model_kwargs: Dict[str, Any]
+    data_source: str
+    data_target: Optional[str]
+    layers: List[str]
+    checkpoints: Optional[str]
+    path: Path
+    name: str = ""
+    pool: str = "flatten"
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path.parent
+
+
+def _manifest_path(run_dir: Union[str, Path]) -> Path:
+    p = Path(run_dir)
+    if p.is_dir():
+        return p / MANIFEST_NAME
+    if p.suffix in (".yaml", ".yml"):
+        return p
+    if not p.exists():
+        raise FileNotFoundError(f"no such run folder: {p}")
+    raise ValueError(f"{p}: expected a run folder or its {MANIFEST_NAME}")
+
+
+def load_manifest(run_dir: Union[str, Path]) -> RunManifest:
+    """Read and check ``RUN_DIR/infodyn.yaml`` (or a manifest file given directly).
+
+    Raises:
+        FileNotFoundError: no manifest (the message says how to write one).
+        ValueError: the file is not valid YAML, has an unknown key, or a key of the wrong type;
+            the message names the file and the key.
+    """
+    import yaml
+
+    path = _manifest_path(run_dir)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no run manifest at {path}; write one with `infodyn init {path.parent} --model "
+            f"MODULE:CALLABLE --source DATA --layers LAYER,...`")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    return parse_manifest(raw, path)
+
+
+def _str_list(value, path: Path, key: str) -> List[str]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{path}: '{key}' must be a list of layer names, got {value!r}")
+    return list(value)
+
+
+def _data_ref(value, path: Path, key: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{path}: '{key}' must be a data set name or a .npz path, got {value!r}")
+    value = value.strip()
+    if value.endswith(".npz"):
+        p = Path(value).expanduser()
+        if not p.is_absolute():
+            p = (path.parent / p).resolve()
+        return str(p)
+    return value
+
+
+def parse_manifest(raw, path: Union[str, Path] = MANIFEST_NAME) -> RunManifest:
+    """Check a manifest mapping (as loaded from YAML) and build a :class:`RunManifest`."""
+    path = Path(path)
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping with keys model, data, layers; "
+                         f"got {type(raw).__name__}")
+    unknown = sorted(set(map(str, raw)) - _TOP_KEYS)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(_TOP_KEYS)}")
+    for key in ("model", "data", "layers"):
+        if key not in raw or raw[key] in (None, "", []):
+            raise ValueError(f"{path}: missing required key '{key}'")
+    model = raw["model"]
+    if not isinstance(model, str) or not model.strip():
+        raise ValueError(f"{path}: 'model' must be 'module:callable', got {model!r}")
+    kwargs = raw.get("model_kwargs") or {}
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise ValueError(f"{path}: 'model_kwargs' must be a mapping of names to values, "
+                         f"got {kwargs!r}")
+    data = raw["data"]
+    if isinstance(data, str):
+        data = {"source": data}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: 'data' must be a mapping with 'source' (and optional "
+                         f"'target'), got {data!r}")
+    bad = sorted(set(map(str, data)) - _DATA_KEYS)
+    if bad:
+        raise ValueError(f"{path}: unknown key(s) under 'data': {bad}; allowed: source, target")
+    if "source" not in data:
+        raise ValueError(f"{path}: missing required key 'data.source'")
+    source = _data_ref(data["source"], path, "data.source")
+    target = data.get("target")
+    target = None if target is None else _data_ref(target, path, "data.target")
+    layers = _str_list(raw["layers"], path, "layers")
+    ckpts = raw.get("checkpoints")
+    if ckpts is not None and (not isinstance(ckpts, str) or not ckpts.strip()):
+        raise ValueError(f"{path}: 'checkpoints' must be a glob such as '*.pt', got {ckpts!r}")
+    name = raw.get("name") or path.parent.resolve().name
+    if not isinstance(name, str):
+        raise ValueError(f"{path}: 'name' must be a string, got {name!r}")
+    pool = raw.get("pool", "flatten")
+    if pool not in _POOLS:
+        raise ValueError(f"{path}: 'pool' must be one of {_POOLS}, got {pool!r}")
+    return RunManifest(model=model.strip(), model_kwargs=dict(kwargs), data_source=source,
+                       data_target=target, layers=layers, checkpoints=ckpts, path=path,
+                       name=name, pool=pool, raw=dict(raw))
+
+
+def manifest_dict(*, model: str, source: str, layers: Sequence[str], target: Optional[str] = None,
+                  model_kwargs: Optional[Dict[str, Any]] = None,
+                  checkpoints: Optional[str] = None, name: Optional[str] = None,
+                  pool: Optional[str] = None) -> Dict[str, Any]:
+    """The mapping written to ``infodyn.yaml`` (omitting unset optional keys)."""
+    out: Dict[str, Any] = {"model": model}
+    if model_kwargs:
+        out["model_kwargs"] = dict(model_kwargs)
+    out["data"] = {"source": source} if target is None else {"source": source, "target": target}
+    out["layers"] = list(layers) if not isinstance(layers, str) else _str_list(layers, Path("."), "layers")
+    if checkpoints:
+        out["checkpoints"] = checkpoints
+    if name:
+        out["name"] = name
+    if pool and pool != "flatten":
+        out["pool"] = pool
+    return out
+
+
+def _normalise_for_compare(d: Dict[str, Any]) -> Dict[str, Any]:
+    d = dict(d)
+    if isinstance(d.get("data"), str):
+        d["data"] = {"source": d["data"]}
+    if not d.get("model_kwargs"):
+        d.pop("model_kwargs", None)
+    if isinstance(d.get("layers"), str):
+        d["layers"] = _str_list(d["layers"], Path("."), "layers")
+    return d
+
+
+def write_manifest(run_dir: Union[str, Path], manifest: Dict[str, Any], *,
+                   overwrite: bool = False) -> Path:
+    """Check ``manifest`` (a mapping as in the file) and write ``RUN_DIR/infodyn.yaml`` atomically.
+
+    An existing manifest with the same content is left as it is; a different one raises
+    ValueError unless ``overwrite=True``. Returns the manifest's path.
+    """
+    import yaml
+
+    from infodyn._atomic import atomic_write_text
+
+    root = Path(run_dir)
+    path = root / MANIFEST_NAME
+    parse_manifest(manifest, path)  # same checks as reading it back
+    if path.exists() and not overwrite:
+        try:
+            old = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError:
+            old = None
+        if not isinstance(old, dict) or _normalise_for_compare(old) != _normalise_for_compare(manifest):
+            raise ValueError(f"{path} already exists with different content; pass overwrite=True "
+                             "(command line: --force) to replace it")
+        return path
+    text = ("# infodyn run manifest. The model callable below is imported and run by "
+            "`infodyn analyze`.\n" + yaml.safe_dump(manifest, sort_keys=False, default_flow_style=None))
+    atomic_write_text(path, text)
+    return path
+
+
+def import_callable(spec: str, *, search_dir: Optional[Path] = None, where: str = "manifest"):
+    """Import ``"package.module:callable"`` (or ``"package.module.callable"``).
+
+    ``search_dir`` is put first on ``sys.path`` during the import (user modules kept beside the
+    manifest). Raises ValueError naming ``where`` and ``spec`` when the import fails.
+    """
+    if ":" in spec:
+        mod_name, _, attr = spec.partition(":")
+    else:
+        mod_name, _, attr = spec.rpartition(".")
+    if not mod_name or not attr:
+        raise ValueError(f"{where}: model {spec!r} must look like 'package.module:callable'")
+    added = False
+    if search_dir is not None and str(search_dir) not in sys.path:
+        sys.path.insert(0, str(search_dir))
+        added = True
+    try:
+        module = importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise ValueError(f"{where}: cannot import module {mod_name!r} for model {spec!r}: {exc}") from None
+    finally:
+        if added:
+            try:
+                sys.path.remove(str(search_dir))
+            except ValueError:
+                pass
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"{where}: module {mod_name!r} has no attribute {attr!r} (model {spec!r})")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"{where}: {spec!r} is not callable")
+    return obj
+
+
+def build_model(manifest: Union[RunManifest, str, Path]):
+    """Build the manifest's model: import its callable and call it with ``model_kwargs``.
+
+    This runs user code (the callable named in the manifest). Returns an ``nn.Module`` in eval
+    mode with freshly initialised weights; load a checkpoint into it with
+    :func:`infodyn.runs.apply_state`.
+    """
+    import torch
+
+    m = manifest if isinstance(manifest, RunManifest) else load_manifest(manifest)
+    fn = import_callable(m.model, search_dir=m.path.parent.resolve(), where=str(m.path))
+    try:
+        model = fn(**m.model_kwargs)
+    except TypeError as exc:
+        raise ValueError(f"{m.path}: calling {m.model}(**{m.model_kwargs}) failed: {exc}; "
+                         "check model_kwargs") from None
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"{m.path}: {m.model} returned a {type(model).__name__}, "
+                         "not a torch.nn.Module")
+    return model.eval()
