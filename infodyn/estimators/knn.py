@@ -1,0 +1,514 @@
+"""k-nearest-neighbour mutual information: KSG (Kraskov, Stoegbauer, Grassberger 2004) and, for
+integer labels, the mixed continuous/discrete estimator of Ross (2014).
+
+Registered as ``"ksg"``::
+
+    infodyn.estimate_mi(x, y, method="ksg", k=3)            # x (n, dx), y (n, dy): KSG
+    infodyn.estimate_mi(x, labels, method="ksg", k=3)       # labels (n,) ints: Ross (2014)
+
+Definitions (all values in nats, n samples, psi the digamma function). Distances are taken within
+each space with ``norm`` ("max": the Chebyshev norm of the paper; "euclidean": the L2 norm), and in
+the joint space as the larger of the two: d_z(i, j) = max(d_x(i, j), d_y(i, j)).
+
+* variant 1:  I = psi(k) + psi(n) - < psi(n_x + 1) + psi(n_y + 1) >, with eps_i the distance to the
+  k-th neighbour of i in the joint space and n_x(i) = #{j != i : d_x(i, j) < eps_i} (strict).
+* variant 2:  I = psi(k) - 1/k + psi(n) - < psi(n_x) + psi(n_y) >, with eps_x(i) the largest x-distance
+  from i to its k joint neighbours and n_x(i) = #{j != i : d_x(i, j) <= eps_x(i)}.
+* Ross:       I = psi(n') + < psi(k_i) > - < psi(N_{y_i}) > - < psi(m_i) >, with r_i the distance to
+  the k_i-th neighbour of i among the points of its own class, k_i = min(k, N_{y_i} - 1),
+  m_i = 1 + #{j != i : d_x(i, j) < r_i} over all points; points whose class has a single sample are
+  dropped and n' counts the rest (exactly as scikit-learn's ``mutual_info_classif``).
+
+Preprocessing (recorded in the result's params): each coordinate is divided by its standard
+deviation (``standardize=True``, as scikit-learn and ennemi do; KSG is not invariant to the relative
+scale of x and y), then seeded Gaussian jitter of ``noise * max(1, mean |column|)`` is added to every
+continuous coordinate (``noise=1e-10``, as scikit-learn does). The jitter breaks ties between
+duplicated samples; with ``noise=0`` ties are kept and counted by the strict/non-strict rules above
+(a sample with k or more exact duplicates gets eps = 0 and n_x = 0, which inflates the estimate:
+KSG assumes continuous data).
+
+Neighbour search is exact, by one of two backends chosen by ``algorithm``:
+
+* ``"brute"``: blocks of query rows against all n points in torch on ``device`` ("auto" = CUDA when
+  present), never an n x n matrix; blocks are sized from ``memory_mb``. Chebyshev distances are exact.
+  Euclidean distances in more than one dimension use the Gram identity |a|^2 + |b|^2 - 2 a.b (one
+  GEMM); the rare rows where a count or the neighbour set could change within the identity's
+  rounding bound are recomputed from coordinate differences, so the result is that of exact
+  arithmetic on the squared differences.
+* ``"tree"``: scipy's cKDTree (Chebyshev or, for one-dimensional spaces and for Ross, Euclidean).
+* ``"auto"``: the tree on CPU for a low joint dimension (see ``TREE_MAX_DIM``), else brute force.
+
+Both backends give the same number up to the choice among exactly tied neighbours (variant 2).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+from scipy.special import digamma
+
+from .base import RawEstimate, register, resolve_device
+
+NORMS = ("max", "euclidean")
+ALGORITHMS = ("auto", "brute", "tree")
+#: default norm within each space (chosen from benchmarks/results/mi_accuracy.md)
+DEFAULT_NORM = "max"
+#: "auto" uses the tree on CPU when the joint dimension (dx + dy, or dx for labels) is at most this
+#: (from benchmarks/results/mi_speed.md), and brute force above it or on CUDA.
+TREE_MAX_DIM = 4
+#: parameters other estimators share; a generic caller may pass them to every method
+_OTHER_SHARED = {"n_bins", "bin_width", "noise_var", "alpha"}
+_U = float(np.finfo(np.float64).eps)
+
+
+# ----------------------------------------------------------------------------------------------
+# preprocessing
+
+
+def preprocess(a: np.ndarray, *, standardize: bool, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """Scales each column of ``a`` (n, d) to unit standard deviation (constant columns are left as
+    they are) and adds seeded jitter ``noise * max(1, mean |column|)`` to it. Returns a new array."""
+    out = np.array(a, dtype=np.float64, copy=True)
+    if standardize:
+        sd = out.std(axis=0)
+        sd[sd == 0] = 1.0
+        out /= sd
+    if noise:
+        scale = np.maximum(1.0, np.mean(np.abs(out), axis=0))
+        out += noise * scale * rng.standard_normal(out.shape)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# distances in one space, in torch
+
+
+class _Space:
+    """The points of one space and the distances between them, in "units": the distance itself for
+    the max norm, its square for the Euclidean norm (monotone, so comparisons are unchanged)."""
+
+    def __init__(self, a: np.ndarray, norm: str, device):
+        import torch
+
+        self.torch = torch
+        t = torch.as_tensor(a, dtype=torch.float64, device=device)
+        self.d = t.shape[1]
+        self.squared = norm == "euclidean"
+        self.gram = self.squared and self.d > 1
+        if self.gram:
+            t = t - t.mean(0)  # smaller norms -> smaller rounding in the Gram identity
+            self.sq = (t * t).sum(1)
+            nrm = self.sq.sqrt()
+            # bound on |Gram-identity value - sum of squared differences|, per query row
+            self.tol_rows = 4.0 * (self.d + 3) * _U * (nrm + nrm.max()) ** 2
+        self.a = t
+        self.at = t.t().contiguous()
+
+    def block(self, rows, cols=None):
+        """Distances (B, m) from points ``rows`` to points ``cols`` (all when None); approximate
+        within :meth:`tol` when Gram, exact otherwise."""
+        torch = self.torch
+        q = self.a[rows]
+        p = self.a if cols is None else self.a[cols]
+        if self.gram:
+            sp = self.sq if cols is None else self.sq[cols]
+            out = torch.addmm(sp, q, p.t(), beta=1.0, alpha=-2.0)
+            return out.add_(self.sq[rows].unsqueeze(1))
+        out = torch.cdist(q, p, p=float("inf")) if self.d > 1 else (q - p.t()).abs_()
+        return out.square_() if self.squared else out
+
+    def tol(self, rows):
+        if not self.gram:
+            return None
+        return self.tol_rows[rows]
+
+    def pairs(self, rows, idx):
+        """Exact distances (B, m) from points ``rows`` (B,) to points ``idx`` (B, m)."""
+        diff = self.a[idx] - self.a[rows].unsqueeze(1)
+        if self.squared:
+            return (diff * diff).sum(-1)
+        return diff.abs_().amax(-1)
+
+    def exact_block(self, rows, cols=None, max_elems: int = 1 << 22):
+        """Exact distances (B, m), computed from coordinate differences in column chunks."""
+        torch = self.torch
+        q = self.a[rows]
+        p = self.a if cols is None else self.a[cols]
+        if not self.gram:
+            return self.block(rows, cols)
+        m = p.shape[0]
+        out = torch.empty(q.shape[0], m, dtype=q.dtype, device=q.device)
+        step = max(1, max_elems // max(1, q.shape[0] * self.d))
+        for s in range(0, m, step):
+            diff = q.unsqueeze(1) - p[s:s + step].unsqueeze(0)
+            out[:, s:s + step] = (diff * diff).sum(-1)
+        return out
+
+
+def _block_rows(n: int, memory_mb: float, n_mats: int = 6, cap: int = 2048) -> int:
+    """Query rows per block so that ``n_mats`` (B, n) float64 matrices fit in ``memory_mb``."""
+    if memory_mb <= 0:
+        raise ValueError(f"memory_mb must be positive, got {memory_mb}")
+    return int(max(1, min(cap, (memory_mb * 2**20) // (8 * n_mats * max(n, 1)))))
+
+
+# ----------------------------------------------------------------------------------------------
+# KSG, brute force in blocks
+
+
+def _ksg_brute(sx: _Space, sy: _Space, k: int, variant: int, memory_mb: float):
+    """Counts (n_x, n_y) as int64 numpy arrays (n,), per the variant's definition."""
+    torch = sx.torch
+    n = sx.a.shape[0]
+    dev = sx.a.device
+    B = _block_rows(n, memory_mb)
+    nx_all = torch.empty(n, dtype=torch.int64, device=dev)
+    ny_all = torch.empty(n, dtype=torch.int64, device=dev)
+    inf = float("inf")
+    kc = min(k + 1, n - 1)  # one spare candidate to check the neighbour set under rounding
+    for s in range(0, n, B):
+        rows = torch.arange(s, min(n, s + B), device=dev)
+        b = rows.shape[0]
+        ar = torch.arange(b, device=dev)
+        dx = sx.block(rows)
+        dy = sy.block(rows)
+        dx[ar, rows] = inf
+        dy[ar, rows] = inf
+        z = torch.maximum(dx, dy)
+        vals, idx = torch.topk(z, kc, dim=1, largest=False, sorted=True)
+        del z
+        mem = idx[:, :k]
+        ex_x, ex_y = sx.pairs(rows, mem), sy.pairs(rows, mem)
+        ex_z = torch.maximum(ex_x, ex_y)
+        eps = ex_z.amax(1)  # k-th joint distance (exact) when the neighbour set is right
+        tx, ty = sx.tol(rows), sy.tol(rows)
+        tz = None if tx is None and ty is None else torch.maximum(
+            tx if tx is not None else torch.zeros_like(ty), ty if ty is not None else torch.zeros_like(tx))
+        if kc > k:
+            spare = vals[:, k] if tz is None else vals[:, k] - tz
+            # variant 1 needs only the k-th distance; variant 2 needs the set itself
+            unsure = spare < eps if variant == 1 else spare <= eps
+        else:
+            unsure = torch.zeros(b, dtype=torch.bool, device=dev)
+        # the k neighbours are counted from their exact distances, the rest from the block
+        dx.scatter_(1, mem, inf)
+        dy.scatter_(1, mem, inf)
+        if variant == 1:
+            thr_x = thr_y = eps.unsqueeze(1)
+            cx = (ex_x < thr_x).sum(1)
+            cy = (ex_y < thr_y).sum(1)
+            nx, ux = _count(dx, thr_x, tx, strict=True)
+            ny, uy = _count(dy, thr_y, ty, strict=True)
+        else:
+            thr_x = ex_x.amax(1, keepdim=True)
+            thr_y = ex_y.amax(1, keepdim=True)
+            cx = cy = torch.full((b,), k, dtype=torch.int64, device=dev)
+            nx, ux = _count(dx, thr_x, tx, strict=False)
+            ny, uy = _count(dy, thr_y, ty, strict=False)
+        del dx, dy
+        nx_all[rows] = nx + cx
+        ny_all[rows] = ny + cy
+        unsure |= ux | uy
+        if bool(unsure.any()):
+            bad = rows[unsure]
+            ex_nx, ex_ny = _ksg_exact_rows(sx, sy, bad, k, variant)
+            nx_all[bad] = ex_nx
+            ny_all[bad] = ex_ny
+    return nx_all.cpu().numpy(), ny_all.cpu().numpy()
+
+
+def _count(d, thr, tol, *, strict: bool):
+    """#{j: d_ij < thr_i} (or <=) and, under a rounding bound ``tol`` (B,), the rows where the
+    count could differ in exact arithmetic."""
+    op = d.lt if strict else d.le
+    if tol is None:
+        return op(thr).sum(1), _false(d)
+    t = tol.unsqueeze(1)
+    lo = op(thr - t).sum(1)
+    hi = op(thr + t).sum(1)
+    return lo, hi != lo
+
+
+def _false(d):
+    return d.new_zeros(d.shape[0]).bool()
+
+
+def _ksg_exact_rows(sx: _Space, sy: _Space, rows, k: int, variant: int):
+    """KSG counts for ``rows`` from exact distances (the fallback of the Gram path)."""
+    torch = sx.torch
+    inf = float("inf")
+    ar = torch.arange(rows.shape[0], device=rows.device)
+    dx = sx.exact_block(rows)
+    dy = sy.exact_block(rows)
+    dx[ar, rows] = inf
+    dy[ar, rows] = inf
+    z = torch.maximum(dx, dy)
+    _, mem = torch.topk(z, k, dim=1, largest=False, sorted=True)
+    if variant == 1:
+        eps = z.gather(1, mem).amax(1, keepdim=True)
+        return (dx < eps).sum(1), (dy < eps).sum(1)
+    ex = dx.gather(1, mem).amax(1, keepdim=True)
+    ey = dy.gather(1, mem).amax(1, keepdim=True)
+    return (dx <= ex).sum(1), (dy <= ey).sum(1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Ross (continuous x, discrete y), brute force in blocks
+
+
+def _ross_brute(sx: _Space, labels: np.ndarray, k: int, memory_mb: float):
+    """(k_i, N_{y_i}, m_i) for the kept points (classes with >= 2 samples), as numpy arrays."""
+    torch = sx.torch
+    dev = sx.a.device
+    n = sx.a.shape[0]
+    B = _block_rows(n, memory_mb, n_mats=3)
+    inf = float("inf")
+    ks, ns, ms = [], [], []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        nc = members.shape[0]
+        if nc < 2:
+            continue
+        kk = min(k, nc - 1)
+        kc = min(kk + 1, nc - 1)
+        cols = torch.as_tensor(members, device=dev)
+        for s in range(0, nc, B):
+            rows = cols[s:s + B]
+            b = rows.shape[0]
+            ar = torch.arange(b, device=dev)
+            local = torch.arange(s, s + b, device=dev)
+            dc = sx.block(rows, cols)
+            dc[ar, local] = inf
+            vals, li = torch.topk(dc, kc, dim=1, largest=False, sorted=True)
+            del dc
+            mem = cols[li[:, :kk]]  # global indices of the kk within-class neighbours
+            ex = sx.pairs(rows, mem)
+            r = ex.amax(1)
+            tol = sx.tol(rows)
+            unsure = (vals[:, kk] - (0 if tol is None else tol) < r) if kc > kk else _false(ex)
+            d = sx.block(rows)
+            d[ar, rows] = inf
+            d.scatter_(1, mem, inf)
+            m, um = _count(d, r.unsqueeze(1), tol, strict=True)
+            del d
+            m = m + (ex < r.unsqueeze(1)).sum(1) + 1  # + the neighbours strictly inside + itself
+            unsure |= um
+            if bool(unsure.any()):
+                bad = unsure.nonzero().squeeze(1)
+                m[bad] = _ross_exact_rows(sx, rows[bad], cols, kk)
+            ks.append(np.full(b, kk))
+            ns.append(np.full(b, nc))
+            ms.append(m.cpu().numpy())
+    if not ms:
+        return None
+    return np.concatenate(ks), np.concatenate(ns), np.concatenate(ms)
+
+
+def _ross_exact_rows(sx: _Space, rows, cols, kk: int):
+    torch = sx.torch
+    inf = float("inf")
+    dc = sx.exact_block(rows, cols)
+    dc[cols.unsqueeze(0) == rows.unsqueeze(1)] = inf
+    r = torch.topk(dc, kk, dim=1, largest=False, sorted=True).values[:, -1:]
+    d = sx.exact_block(rows)
+    d[torch.arange(rows.shape[0], device=rows.device), rows] = inf
+    return (d < r).sum(1) + 1
+
+
+# ----------------------------------------------------------------------------------------------
+# tree backend (scipy cKDTree)
+
+
+def _p(norm: str, d: int) -> float:
+    return np.inf if (norm == "max" or d == 1) else 2.0
+
+
+def _strict(r: np.ndarray) -> np.ndarray:
+    """Radius for cKDTree's "<=" counts that gives "<": the next float below (0 stays 0)."""
+    return np.nextafter(r, 0.0)
+
+
+def _ksg_tree(x: np.ndarray, y: np.ndarray, k: int, variant: int, norm: str, workers: int):
+    from scipy.spatial import cKDTree
+
+    n = x.shape[0]
+    xy = np.hstack([x, y])
+    tz = cKDTree(xy)
+    dist, idx = tz.query(xy, k=k + 1, p=np.inf, workers=workers)
+    px, py = _p(norm, x.shape[1]), _p(norm, y.shape[1])
+    tx, ty = cKDTree(x), cKDTree(y)
+    if variant == 1:
+        eps = dist[:, k]
+        nx = tx.query_ball_point(x, _strict(eps), p=px, return_length=True, workers=workers) - 1
+        ny = ty.query_ball_point(y, _strict(eps), p=py, return_length=True, workers=workers) - 1
+        zero = eps == 0  # strict "< 0" counts nothing; the tree would count exact duplicates
+        nx[zero] = 0
+        ny[zero] = 0
+        return nx, ny
+    # drop the query point itself from its neighbour list (it may not come first among duplicates)
+    is_self = idx == np.arange(n)[:, None]
+    has_self = is_self.any(1)
+    keep = ~is_self
+    keep[~has_self, k] = False
+    nb = idx[keep].reshape(n, k)
+    ex = _pair_dist(x, nb, px).max(1)
+    ey = _pair_dist(y, nb, py).max(1)
+    nx = tx.query_ball_point(x, ex, p=px, return_length=True, workers=workers) - 1
+    ny = ty.query_ball_point(y, ey, p=py, return_length=True, workers=workers) - 1
+    return nx, ny
+
+
+def _pair_dist(a: np.ndarray, nb: np.ndarray, p: float) -> np.ndarray:
+    diff = a[nb] - a[:, None, :]
+    if p == np.inf:
+        return np.abs(diff).max(-1)
+    return np.sqrt((diff * diff).sum(-1))
+
+
+def _ross_tree(x: np.ndarray, labels: np.ndarray, k: int, norm: str, workers: int):
+    from scipy.spatial import cKDTree
+
+    p = _p(norm, x.shape[1])
+    full = cKDTree(x)
+    ks, ns, ms = [], [], []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        nc = members.shape[0]
+        if nc < 2:
+            continue
+        kk = min(k, nc - 1)
+        xc = x[members]
+        r = cKDTree(xc).query(xc, k=kk + 1, p=p, workers=workers)[0][:, kk]
+        m = full.query_ball_point(xc, _strict(r), p=p, return_length=True, workers=workers)
+        m[r == 0] = 1
+        ks.append(np.full(nc, kk))
+        ns.append(np.full(nc, nc))
+        ms.append(m)
+    if not ms:
+        return None
+    return np.concatenate(ks), np.concatenate(ns), np.concatenate(ms)
+
+
+# ----------------------------------------------------------------------------------------------
+# the estimator
+
+
+def _check_params(k, variant, norm, algorithm, noise, unknown: Dict[str, Any]) -> None:
+    bad = set(unknown) - _OTHER_SHARED
+    if bad:
+        raise ValueError(
+            f"ksg got unknown parameter(s) {sorted(bad)}; it takes k, variant, norm, standardize, "
+            "noise, seed, algorithm, device, memory_mb, workers"
+        )
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"ksg needs an integer k >= 1, got k={k!r}")
+    if variant not in (1, 2):
+        raise ValueError(f"ksg variant must be 1 or 2, got {variant!r}")
+    if norm not in NORMS:
+        raise ValueError(f"ksg norm must be one of {NORMS}, got {norm!r}")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"ksg algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"ksg noise must be a finite number >= 0, got {noise!r}")
+
+
+def _choose(algorithm: str, dev, joint_dim: int, tree_ok: bool) -> str:
+    if algorithm == "tree":
+        if not tree_ok:
+            raise ValueError(
+                "algorithm='tree' supports the max norm (or one-dimensional spaces) only, since the "
+                "joint distance max(|dx|_2, |dy|_2) is not a Minkowski norm; use 'brute'"
+            )
+        return "tree"
+    if algorithm == "brute":
+        return "brute"
+    return "tree" if (tree_ok and dev.type == "cpu" and joint_dim <= TREE_MAX_DIM) else "brute"
+
+
+@register(
+    "ksg",
+    symmetric=True,
+    min_samples=lambda p: int(p.get("k", 3)) + 1,
+    discrete_y=True,
+    description="Kraskov-Stoegbauer-Grassberger k-NN estimator (Ross 2014 for integer labels)",
+)
+def ksg(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    k: int = 3,
+    variant: int = 1,
+    norm: Optional[str] = None,
+    standardize: bool = True,
+    noise: float = 1e-10,
+    seed: Optional[int] = 0,
+    algorithm: str = "auto",
+    device: Any = "auto",
+    memory_mb: float = 256.0,
+    workers: int = -1,
+    **unknown: Any,
+) -> RawEstimate:
+    """KSG estimate of I(X;Y) in nats (Ross's mixed estimator when ``y`` is integer labels).
+
+    Args:
+        x: (n, dx) float64 samples.
+        y: (n, dy) float64 samples, or (n,) int64 class labels (then Ross 2014; ``variant`` unused).
+        k: neighbours (>= 1; n must exceed k).
+        variant: 1 or 2 (KSG 2004, eqs. 8 and 9).
+        norm: distance within each space, "max" (Chebyshev, the paper's) or "euclidean"; the joint
+            distance is the larger of the two. Default :data:`DEFAULT_NORM`.
+        standardize: divide each coordinate by its standard deviation first.
+        noise: relative jitter added to continuous coordinates (0 for none), seeded by ``seed``.
+        seed: seed of the jitter.
+        algorithm: "auto", "brute" (torch, blocks, any device) or "tree" (scipy cKDTree, CPU).
+        device: torch device for "brute"; "auto" = CUDA when present, else CPU.
+        memory_mb: memory budget (MiB) for one block of pairwise distances.
+        workers: threads for the tree backend (-1: all).
+
+    Returns:
+        RawEstimate(nats, params) with the resolved norm, algorithm, device and preprocessing.
+    """
+    norm = DEFAULT_NORM if norm is None else norm
+    _check_params(k, variant, norm, algorithm, noise, unknown)
+    k = int(k)
+    n = x.shape[0]
+    discrete = y.ndim == 1
+    if n <= k:
+        raise ValueError(f"ksg needs more samples than k={k}: x has shape {x.shape}")
+    rng = np.random.default_rng(seed)
+    xs = preprocess(x, standardize=standardize, noise=noise, rng=rng)
+    dev = resolve_device(device)
+    params: Dict[str, Any] = {
+        "k": k, "norm": norm, "standardize": bool(standardize), "noise": float(noise), "seed": seed,
+    }
+    if discrete:
+        algo = _choose(algorithm, dev, x.shape[1], tree_ok=True)
+        if algo == "tree":
+            out = _ross_tree(xs, y, k, norm, workers)
+        else:
+            out = _ross_brute(_Space(xs, norm, dev), y, k, memory_mb)
+        if out is None:
+            raise ValueError(
+                f"ksg with labels needs a class with at least 2 samples; y has shape {y.shape} and "
+                f"{len(np.unique(y))} distinct labels, each seen once"
+            )
+        kk, ny, m = out
+        value = digamma(kk.shape[0]) + np.mean(digamma(kk)) - np.mean(digamma(ny)) - np.mean(digamma(m))
+        params.update(estimator="ross2014", algorithm=algo, n_used=int(kk.shape[0]))
+    else:
+        ys = preprocess(y, standardize=standardize, noise=noise, rng=rng)
+        tree_ok = norm == "max" or (x.shape[1] == 1 and y.shape[1] == 1)
+        algo = _choose(algorithm, dev, x.shape[1] + y.shape[1], tree_ok)
+        if algo == "tree":
+            nx, ny = _ksg_tree(xs, ys, k, variant, norm, workers)
+        else:
+            nx, ny = _ksg_brute(_Space(xs, norm, dev), _Space(ys, norm, dev), k, variant, memory_mb)
+        if variant == 1:
+            value = digamma(k) + digamma(n) - np.mean(digamma(nx + 1) + digamma(ny + 1))
+        else:
+            value = digamma(k) - 1.0 / k + digamma(n) - np.mean(digamma(nx) + digamma(ny))
+        params.update(estimator=f"ksg{variant}", variant=variant, algorithm=algo)
+    if algo == "brute":
+        params.update(device=str(dev), memory_mb=memory_mb)
+    return RawEstimate(float(value), None, params)
