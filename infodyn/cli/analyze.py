@@ -1,0 +1,78 @@
+"""``infodyn analyze RUN_DIR [RUN_DIR...] --out OUT``: every measure on every checkpoint and layer."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def _plane_params(items):
+    """``--param kde.noise_var=0.001`` -> {"kde": {"noise_var": 0.001}}."""
+    from infodyn.cli.estimate import _parse_value
+
+    out = {}
+    for item in items or []:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ValueError(f"--param expects METHOD.NAME=VALUE (e.g. kde.noise_var=0.001), got {item!r}")
+        key, value = item.split("=", 1)
+        method, name = key.split(".", 1)
+        out.setdefault(method, {})[name] = _parse_value(value)
+    return out
+
+
+def report_outputs(df, out: Path, runs_manifests=None):
+    """Figures + report.html for a finished table; returns (figures, report path)."""
+    from infodyn import plots, report
+
+    figs = plots.plot_all(df, out)
+    path = report.write_report(df, out / "report.html", figs, manifests=runs_manifests)
+    return figs, path
+
+
+def run(args) -> int:
+    import json
+
+    from infodyn.analysis import analyze, failures
+    from infodyn.tradeoff import format_summary, onset
+
+    out = Path(args.out)
+    df = analyze(args.run_dirs, measures=args.measures, out=out, jobs=args.jobs, device=args.device,
+                 seed=args.seed, max_samples=args.max_samples or None, plane_params=_plane_params(args.param),
+                 batch_size=args.batch_size, trust=args.trust_pickle, progress=not args.no_progress)
+    manifests = json.loads((out / "manifests.json").read_text()) if (out / "manifests.json").exists() else None
+    figs, rep = report_outputs(df, out, manifests)
+    print(f"\n{len(df)} rows -> {out / 'results.csv'}")
+    print(f"report -> {rep}  ({len(figs)} figures)")
+    print("\n" + format_summary(onset(df)))
+    bad = failures(df)
+    if len(bad):
+        print(f"\n{bad['checkpoint'].nunique()} checkpoint(s) failed:", file=sys.stderr)
+        for _, r in bad.iterrows():
+            print(f"  {r['run']}/{r['checkpoint']} [{r['layer']} {r['measure']}]: {r['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("analyze", help="measure every checkpoint x layer of one or more runs",
+                       description="Discover, load and measure every checkpoint and layer of one or more run "
+                                   "folders (each with an infodyn.yaml; a folder of run folders works too). "
+                                   "Writes OUT/results.csv, the figures and OUT/report.html. Exit code 1 when "
+                                   "any checkpoint failed.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", required=True, help="output folder (results, cache, figures, report)")
+    p.add_argument("--measures", default=None,
+                   help="comma-separated: information-plane methods (binning, kde, ...), linear_probe, knn, "
+                        "rankme, nc1, source_acc, overcompression (default: binning,kde,linear_probe,knn,rankme,"
+                        "source_acc,overcompression)")
+    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (-1: one per CPU)")
+    p.add_argument("--device", default="auto", help='"auto" (CUDA when present), "cpu" or "cuda"')
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-samples", dest="max_samples", type=int, default=4096,
+                   help="cap on samples for the information plane and scores (0: all)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=512)
+    p.add_argument("--param", action="append", metavar="METHOD.NAME=VALUE",
+                   help="estimator parameter, e.g. kde.noise_var=0.001 or binning.n_bins=30")
+    p.add_argument("--trust-pickle", dest="trust_pickle", action="store_true",
+                   help="allow full unpickling of checkpoints (runs code in them; only for your own files)")
+    p.add_argument("--no-progress", dest="no_progress", action="store_true")
+    p.set_defaults(func=run)
