@@ -1,0 +1,208 @@
+"""k-nearest-neighbour accuracy of frozen features (cosine similarity).
+
+Weighted vote of DINO (Caron et al. 2021, "Emerging Properties in Self-Supervised Vision
+Transformers", after Wu et al. 2018): features are L2-normalised, the k training rows with
+the highest cosine similarity s_j to a test row vote for their class with weight
+exp(s_j / T); the class with the largest summed weight is predicted. With ``weighted=False``
+each neighbour has one vote (plain majority; ties go to the smallest class label, as in
+scikit-learn's ``KNeighborsClassifier``). Higher is better.
+
+The (test x train) similarity matrix is never held whole: test rows are processed in blocks.
+Neighbours are found exactly (as a float64 computation would find them, ranking ties aside) but
+fast, by a certified two-stage search: candidates come from a low-precision product (bfloat16
+where the hardware multiplies it natively, else float32), their similarities are recomputed in
+float64 and re-ranked, and a row is accepted only when its k-th float64 similarity exceeds the
+lowest candidate's low-precision similarity by more than the worst-case rounding error of that
+product; other rows go to the next precision, and finally to a plain float64 search.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from ._checks import as_features, as_label_array, check_rows, encode_labels, resolve_device
+
+_BUDGET = 1 << 28  # bytes per block of pairwise work (about 256 MiB)
+_U32 = 2.0 ** -24  # float32 unit roundoff (accumulation)
+
+
+def _levels(device: torch.device):
+    """(dtype, growing numbers of extra candidates, input unit roundoff) of each low-precision stage, fastest first."""
+    levels = []
+    if device.type == "cuda" or _cpu_has_bf16():
+        levels.append((torch.bfloat16, (16, 64, 256), 2.0 ** -8))
+    # on CUDA a float32 product may run in TF32 (10-bit mantissa): bound it as such
+    levels.append((torch.float32, (8, 64), 2.0 ** -11 if device.type == "cuda" else _U32))
+    return levels
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # older or unusual builds: float32 only
+        return False
+
+
+def _error_bound(u: float, d: int) -> float:
+    """Worst-case |low-precision dot - exact dot| for unit vectors in R^d.
+
+    Rounding both inputs (2u + u^2), rounding the output (u, |dot| <= 1 + 3u) and float32
+    accumulation over d terms (d * 2^-24 * (1 + 3u)), with a 10% safety factor.
+    """
+    return 1.1 * ((2 * u + u * u) + u * (1 + 3 * u) + d * _U32 * (1 + 3 * u))
+
+
+@dataclass
+class KNNResult:
+    """Outcome of :func:`knn_accuracy`: ``accuracy`` in [0, 1] and the predicted labels."""
+
+    accuracy: float
+    k: int
+    temperature: float
+    weighted: bool
+    n_train: int
+    n_test: int
+    predictions: np.ndarray = field(repr=False)
+    seconds: float = 0.0
+    higher_is_better: bool = True
+
+    def __float__(self) -> float:
+        return float(self.accuracy)
+
+
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-30)  # zero rows stay zero
+
+
+def knn_neighbours(
+    xtr64: torch.Tensor, xte64: torch.Tensor, k: int, block_size: Optional[int] = None,
+):
+    """Exact top-k cosine neighbours: (similarities (n_test, k) float64, indices (n_test, k)).
+
+    ``xtr64`` (n_train, d) and ``xte64`` (n_test, d) are float64 tensors on one device. Rows
+    are sorted by decreasing similarity.
+    """
+    n_train, d = xtr64.shape
+    xn64 = _normalise(xtr64)
+    levels = [(dt, extras, _error_bound(u, d), xn64.to(dt)) for dt, extras, u in _levels(xtr64.device)]
+    kk_max = min(n_train, k + max(e for _, extras, _, _ in levels for e in extras))
+    if block_size is None:  # the float64 fallback holds (block, n_train) similarities
+        block_size = max(1, _BUDGET // (8 * n_train))
+    # candidates are re-ranked a few rows at a time through one reused gather buffer
+    sub = max(1, min(block_size, (_BUDGET // 8) // (8 * kk_max * d)))
+    buf = torch.empty(sub * kk_max, d, dtype=torch.float64, device=xtr64.device)
+
+    def rerank(qp, cand):
+        sims = torch.empty(cand.shape, dtype=torch.float64, device=qp.device)
+        for r in range(0, cand.shape[0], sub):
+            c = cand[r:r + sub]
+            g = torch.index_select(xn64, 0, c.reshape(-1), out=buf[:c.numel()])
+            sims[r:r + sub] = torch.einsum("bd,bkd->bk", qp[r:r + sub], g.view(c.shape[0], -1, d))
+        return sims
+
+    vals_out, idx_out = [], []
+    for s in range(0, xte64.shape[0], block_size):
+        q64 = _normalise(xte64[s:s + block_size])
+        b = q64.shape[0]
+        vals = torch.empty(b, k, dtype=torch.float64, device=q64.device)
+        idx = torch.empty(b, k, dtype=torch.long, device=q64.device)
+        pending = torch.arange(b, device=q64.device)
+        for dt, extras, delta, xlow in levels:
+            if pending.numel() == 0:
+                break
+            low_all = q64[pending].to(dt) @ xlow.T
+            todo = torch.arange(pending.numel(), device=q64.device)  # rows of low_all
+            for extra in extras:
+                if todo.numel() == 0:
+                    break
+                kk = min(n_train, k + extra)
+                rows = pending[todo]
+                qp = q64[rows]
+                low, cand = low_all[todo].topk(kk, dim=1, largest=True, sorted=False)
+                top = rerank(qp, cand).topk(k, dim=1, largest=True, sorted=True)
+                if kk == n_train:
+                    ok = torch.ones(qp.shape[0], dtype=torch.bool, device=qp.device)
+                else:  # every point left out has true similarity <= min(low) + delta
+                    ok = top.values[:, -1] > low.min(dim=1).values.to(torch.float64) + delta
+                vals[rows[ok]] = top.values[ok]
+                idx[rows[ok]] = cand.gather(1, top.indices)[ok]
+                todo = todo[~ok]
+            pending = pending[todo]
+        if pending.numel():
+            top = (q64[pending] @ xn64.T).topk(k, dim=1, largest=True, sorted=True)
+            vals[pending], idx[pending] = top.values, top.indices
+        vals_out.append(vals)
+        idx_out.append(idx)
+    return torch.cat(vals_out), torch.cat(idx_out)
+
+
+def knn_predict_codes(
+    xtr64: torch.Tensor, codes: torch.Tensor, xte64: torch.Tensor, n_classes: int, *,
+    k: int, temperature: float, weighted: bool, block_size: Optional[int] = None,
+) -> torch.Tensor:
+    """Predicted class codes (n_test,) for float64 features already on one device."""
+    sims, idx = knn_neighbours(xtr64, xte64, k, block_size)
+    if weighted:  # shifting by the row maximum leaves the vote unchanged and cannot overflow
+        weights = torch.exp((sims - sims[:, :1]) / temperature)
+    else:
+        weights = torch.ones_like(sims)
+    votes = torch.zeros(idx.shape[0], n_classes, dtype=torch.float64, device=idx.device)
+    votes.scatter_add_(1, codes[idx], weights)
+    return votes.argmax(1)  # first maximum = smallest class code on ties
+
+
+def knn_accuracy(
+    x_train: Any, y_train: Any, x_test: Any, y_test: Any, *,
+    k: int = 20,
+    temperature: float = 0.07,
+    weighted: bool = True,
+    device: Any = "auto",
+    block_size: Optional[int] = None,
+) -> KNNResult:
+    """k-NN classification accuracy of frozen features under cosine similarity.
+
+    Args:
+        x_train: (n_train, d) features; numpy array or torch tensor. y_train: (n_train,) labels.
+        x_test: (n_test, d) features. y_test: (n_test,) labels (a label unseen in training
+            simply counts as an error).
+        k: neighbours (DINO uses 20); must not exceed n_train.
+        temperature: T in the vote weight exp(similarity / T) (DINO: 0.07).
+        weighted: True for DINO's weighted vote, False for a plain majority vote.
+        device: "auto" (CUDA when present, else CPU), "cpu", "cuda", or a torch.device.
+        block_size: test rows per block; the default keeps a block's pairwise work near 256 MiB.
+
+    Returns:
+        :class:`KNNResult` with ``accuracy`` in [0, 1] (higher is better) and ``predictions``.
+    """
+    t0 = time.perf_counter()
+    dev = resolve_device(device)
+    xtr = as_features(x_train, "x_train", dev)
+    xte = as_features(x_test, "x_test", dev)
+    if xtr.shape[1] != xte.shape[1]:
+        raise ValueError(
+            f"x_train and x_test must have the same number of features: shapes "
+            f"{tuple(xtr.shape)} and {tuple(xte.shape)}"
+        )
+    codes, classes = encode_labels(y_train, "y_train", n_rows=xtr.shape[0], x_name="x_train",
+                                   x_shape=tuple(xtr.shape))
+    yte = as_label_array(y_test, "y_test")
+    check_rows(tuple(xte.shape), yte.shape, "x_test", "y_test")
+    if not (isinstance(k, (int, np.integer)) and 1 <= k <= xtr.shape[0]):
+        raise ValueError(f"k must be an integer in [1, n_train={xtr.shape[0]}] (x_train shape {tuple(xtr.shape)}), got {k!r}")
+    if not (temperature > 0 and np.isfinite(temperature)):
+        raise ValueError(f"temperature must be positive and finite, got {temperature}")
+    if block_size is not None and int(block_size) < 1:
+        raise ValueError(f"block_size must be a positive integer, got {block_size}")
+    pred_codes = knn_predict_codes(
+        xtr, torch.from_numpy(codes).to(dev), xte, classes.shape[0], k=int(k),
+        temperature=float(temperature), weighted=weighted,
+        block_size=None if block_size is None else int(block_size),
+    )
+    pred = classes[pred_codes.cpu().numpy()]
+    acc = float(np.mean(pred == yte))
+    return KNNResult(acc, int(k), float(temperature), bool(weighted), int(xtr.shape[0]),
+                     int(xte.shape[0]), pred, time.perf_counter() - t0)
