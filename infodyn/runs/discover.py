@@ -156,9 +156,10 @@ def _order(root: Path, rows) -> List[CheckpointInfo]:
         keyed = [((value(r, primary)[0],
                    value(r, secondary)[0] if value(r, secondary)[0] is not None else -1), r,
                   value(r, primary)[1]) for r in rows]
-        sources = {s for _, _, s in keyed}
+        # Unreadable files (reported through .error) take their place from the name silently.
+        sources = {s for _, r, s in keyed if r["error"] is None}
         if len(sources) > 1:
-            names = [r["path"].name for _, r, s in keyed if s == "filename"][:5]
+            names = [r["path"].name for _, r, s in keyed if s == "filename" and r["error"] is None][:5]
             notes.append(f"the {primary} comes from inside some files but only from the file "
                          f"name of others ({', '.join(names)})")
     elif all(r["number"] is not None for r in rows):

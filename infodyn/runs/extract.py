@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import fnmatch
+import re
 import warnings
 from typing import Dict, List, Sequence, Union
 
@@ -32,8 +32,10 @@ def resolve_layers(model, patterns: Union[str, Sequence[str]]) -> List[str]:
 
     Args:
         model: an ``nn.Module``.
-        patterns: exact names from ``model.named_modules()`` or glob patterns (``"fc*"``,
-            ``"encoder.*.attn"``); a single string may list several separated by commas.
+        patterns: exact names from ``model.named_modules()`` or glob patterns: ``*`` and ``?``
+            match within one dotted segment (``"fc*"`` gives ``fc1``, ``fc2`` but not
+            ``fc1.linear``; ``"encoder.*.attn"``), ``**`` matches across segments
+            (``"**.act"``). A single string may list several, separated by commas.
 
     Raises:
         ValueError: a name or pattern matches no module; the message lists the closest names.
@@ -51,7 +53,7 @@ def resolve_layers(model, patterns: Union[str, Sequence[str]]) -> List[str]:
         if pat in names:
             chosen.add(pat)
             continue
-        hits = [n for n in names if fnmatch.fnmatchcase(n, pat)] if any(c in pat for c in "*?[") else []
+        hits = [n for n in names if _glob_re(pat).fullmatch(n)] if any(c in pat for c in "*?[") else []
         if not hits:
             near = difflib.get_close_matches(pat, names, n=5, cutoff=0.3)
             listing = ", ".join(near) if near else ", ".join(names[:10])
@@ -59,6 +61,34 @@ def resolve_layers(model, patterns: Union[str, Sequence[str]]) -> List[str]:
                              f"names: {listing} ({len(names)} modules in all)")
         chosen.update(hits)
     return [n for n in names if n in chosen]
+
+
+def _glob_re(pattern: str):
+    """Glob over dotted module names: ``*`` and ``?`` stay within one name segment (``fc*``
+    matches ``fc1`` but not ``fc1.linear``), ``**`` crosses segments, ``[...]`` is a class."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^.]*")
+        elif c == "?":
+            out.append("[^.]")
+        elif c == "[":
+            j = pattern.find("]", i + 1)
+            if j == -1:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i + 1:j]
+                out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+                i = j
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out))
 
 
 class _StopForward(Exception):
