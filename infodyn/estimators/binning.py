@@ -38,10 +38,11 @@ _HASH_SEEDS = (0x1F2E3D4C, 0x5B6A7988)
 
 
 def _parse_range(bin_range: Any) -> Tuple[float, float]:
-    if isinstance(bin_range, str):  # from the command line: "lo,hi" or "(lo, hi)"
-        bin_range = [float(v) for v in bin_range.strip("()[] ").split(",")]
     try:
-        lo, hi = (float(v) for v in bin_range)
+        if isinstance(bin_range, str):  # from the command line: "lo,hi" or "(lo, hi)"
+            lo, hi = (float(v) for v in bin_range.strip("()[] ").split(","))
+        else:
+            lo, hi = (float(v) for v in bin_range)
     except Exception:
         raise ValueError(f"bin_range must be a pair (lo, hi), got {bin_range!r}") from None
     if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):

@@ -76,7 +76,10 @@ def entropy_of_eigenvalues(lam, alpha: float) -> float:
     """S_alpha in nats of a spectrum ``lam`` (non-negative, summing to 1; clipped at 0)."""
     import torch
 
-    lam = torch.clamp(lam, min=0.0)
+    # eigenvalues below the numerical rank cut-off are rounding noise; with alpha < 1 their powers
+    # (1e-16 ** 0.5 = 1e-8 each) would add up, so they are set to exactly 0
+    cut = lam.max() * lam.numel() * torch.finfo(lam.dtype).eps
+    lam = torch.where(lam > cut, lam, torch.zeros_like(lam))
     lam = lam / lam.sum()
     if abs(alpha - 1.0) < 1e-12:
         nz = lam[lam > 0]
