@@ -1,0 +1,253 @@
+"""Training a critic for one bound and reporting the bound on held-out data.
+
+The data are split once (seeded) into train / validation / test parts. The critic is trained
+with Adam on minibatches of the train part; every ``eval_every`` steps the bound is evaluated
+on the validation part and the best critic so far is kept; training stops after ``patience``
+evaluations without improvement or at ``max_steps``. The reported value is the mean of the
+bound over disjoint test batches (never seen in training or model selection), and its interval
+is the normal interval from the spread of those batch values.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ..base import RawEstimate, resolve_device
+from . import bounds
+from .critics import Baseline, make_critic
+
+METHODS = ("mine", "nwj", "infonce", "tuba", "js", "smile", "interpolated")
+
+DEFAULTS: Dict[str, Any] = {
+    "critic": "separable",      # separable | concat (= joint) | bilinear
+    "hidden": (256, 256),       # hidden widths of each MLP
+    "embed_dim": 32,            # output width of the separable / bilinear encoders
+    "activation": "relu",
+    "batch_size": 128,
+    "max_steps": 3000,
+    "lr": 5e-4,
+    "weight_decay": 0.0,
+    "eval_every": 100,          # steps between validation evaluations
+    "patience": 5,              # validation evaluations without improvement before stopping
+    "min_delta": 1e-3,          # nats; smaller gains do not count as improvement
+    "val_frac": 0.1,
+    "test_frac": 0.2,
+    "standardize": True,        # z-score continuous columns with train statistics
+    "clip": 5.0,                # SMILE's tau
+    "alpha": 0.01,              # interpolated bound's mixture weight
+    "ema_rate": 0.01,           # MINE's moving-average rate
+    "baseline_hidden": (64,),   # TUBA / interpolated learned baseline log a(y)
+    "amp": False,               # bfloat16 autocast for the critic on CUDA (ignored on CPU)
+    "seed": 0,
+    "device": "auto",
+}
+
+_USES_BASELINE = ("tuba", "interpolated")
+_Z95 = 1.959963984540054
+
+
+def _resolve(method: str, params: Dict[str, Any]) -> Dict[str, Any]:
+    unknown = sorted(set(params) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(
+            f"{method}: unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(sorted(DEFAULTS))}"
+        )
+    p = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None or k == "clip"}}
+    p["hidden"] = tuple(int(h) for h in p["hidden"])
+    p["baseline_hidden"] = tuple(int(h) for h in p["baseline_hidden"])
+    for key in ("batch_size", "max_steps", "eval_every", "patience", "embed_dim"):
+        if int(p[key]) < 1:
+            raise ValueError(f"{method}: {key} must be a positive integer, got {p[key]!r}")
+        p[key] = int(p[key])
+    if p["batch_size"] < 2:
+        raise ValueError(f"{method}: batch_size must be at least 2, got {p['batch_size']}")
+    if not (p["lr"] > 0 and math.isfinite(p["lr"])):
+        raise ValueError(f"{method}: lr must be a positive finite number, got {p['lr']!r}")
+    for key in ("val_frac", "test_frac"):
+        if not 0 < p[key] < 1:
+            raise ValueError(f"{method}: {key} must lie in (0, 1), got {p[key]!r}")
+    if p["val_frac"] + p["test_frac"] >= 0.9:
+        raise ValueError(f"{method}: val_frac + test_frac must leave at least 10% for training, got "
+                         f"{p['val_frac']} + {p['test_frac']}")
+    if p["clip"] is not None and not p["clip"] > 0:
+        raise ValueError(f"{method}: clip must be positive or None, got {p['clip']!r}")
+    if not 0 < p["ema_rate"] <= 1:
+        raise ValueError(f"{method}: ema_rate must lie in (0, 1], got {p['ema_rate']!r}")
+    p["seed"] = int(p["seed"] or 0)
+    return p
+
+
+def _one_hot(codes: np.ndarray) -> np.ndarray:
+    k = int(codes.max()) + 1
+    out = np.zeros((codes.shape[0], k))
+    out[np.arange(codes.shape[0]), codes] = 1.0
+    return out
+
+
+def _split(n: int, p: Dict[str, Any], method: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n_test = max(2, int(round(p["test_frac"] * n)))
+    n_val = max(2, int(round(p["val_frac"] * n)))
+    n_train = n - n_test - n_val
+    if n_train < 2:
+        raise ValueError(f"{method}: {n} samples are too few to split into train/validation/test "
+                         f"({n_train}/{n_val}/{n_test})")
+    perm = np.random.default_rng(p["seed"]).permutation(n)
+    return perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:]
+
+
+def _standardize(a: np.ndarray, train: np.ndarray) -> np.ndarray:
+    mu = a[train].mean(0)
+    sd = a[train].std(0)
+    sd[sd == 0] = 1.0
+    return (a - mu) / sd
+
+
+class _Bound:
+    """The training objective and the reported value of one method, on a batch's scores."""
+
+    def __init__(self, method: str, p: Dict[str, Any]):
+        self.method, self.p = method, p
+        self.log_ema: Optional[torch.Tensor] = None
+
+    def objective(self, s: torch.Tensor, log_b: Optional[torch.Tensor]) -> torch.Tensor:
+        m = self.method
+        if m == "mine":
+            obj, self.log_ema = bounds.mine_objective(s, self.log_ema, self.p["ema_rate"])
+            return obj
+        return self.value(s, log_b)
+
+    def value(self, s: torch.Tensor, log_b: Optional[torch.Tensor]) -> torch.Tensor:
+        m = self.method
+        if m == "infonce":
+            return bounds.infonce(s)
+        if m == "nwj":
+            return bounds.nwj(s)
+        if m == "mine":
+            return bounds.dv(s)
+        if m == "tuba":
+            return bounds.tuba(s, log_b)
+        if m == "js":
+            return bounds.js(s)
+        if m == "smile":
+            return bounds.smile(s, self.p["clip"])
+        if m == "interpolated":
+            return bounds.interpolated(s, log_b, self.p["alpha"])
+        raise ValueError(f"unknown neural bound {m!r}; choose one of {', '.join(METHODS)}")
+
+
+def _diverged(method: str, step: int, p: Dict[str, Any]) -> ValueError:
+    hint = "" if method == "smile" else f", or method='smile' with clip={p['clip'] or 5.0} (clipping bounds the variance)"
+    return ValueError(
+        f"{method}: the critic diverged (non-finite loss by step {step} with lr={p['lr']:g}); "
+        f"try a smaller learning rate such as lr={p['lr'] / 10:g}{hint}"
+    )
+
+
+def estimate(x: np.ndarray, y: np.ndarray, method: str, **params: Any) -> RawEstimate:
+    """Trains a critic for ``method`` and returns the held-out bound in nats.
+
+    Args:
+        x: float64 (n, dx).
+        y: float64 (n, dy), or int64 (n,) class codes (one-hot encoded for the critic).
+        method: one of :data:`METHODS`.
+        **params: see :data:`DEFAULTS` (units: lr per step, fractions of n, clip in nats).
+
+    Returns:
+        RawEstimate(nats, ci=(low, high) 95% normal interval over test batches or None when there
+        is a single test batch, params=every resolved parameter plus n_train/n_val/n_test,
+        steps, best_step, test_batches, device).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown neural bound {method!r}; choose one of {', '.join(METHODS)}")
+    p = _resolve(method, params)
+    dev = resolve_device(p["device"])
+    amp = bool(p["amp"]) and dev.type == "cuda"
+    n = x.shape[0]
+    train, val, test = _split(n, p, method)
+    if y.ndim == 1:
+        y = _one_hot(y)
+    elif p["standardize"]:
+        y = _standardize(y, train)
+    if p["standardize"]:
+        x = _standardize(x, train)
+    xt = torch.as_tensor(x, dtype=torch.float32, device=dev)
+    yt = torch.as_tensor(y, dtype=torch.float32, device=dev)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(p["seed"])
+        critic = make_critic(p["critic"], x.shape[1], y.shape[1], p["hidden"], p["embed_dim"], p["activation"])
+        baseline = Baseline(y.shape[1], p["baseline_hidden"], p["activation"]) if method in _USES_BASELINE else None
+    critic.to(dev)
+    modules = torch.nn.ModuleList([critic] + ([baseline.to(dev)] if baseline is not None else []))
+    opt = torch.optim.Adam(modules.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+    bound = _Bound(method, p)
+
+    def scores_of(idx: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        xb, yb = xt[idx], yt[idx]
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            s = critic(xb, yb)
+            log_b = baseline(yb) if baseline is not None else None
+        return s.float(), (log_b.float() if log_b is not None else None)
+
+    def batches(idx: np.ndarray, b: int) -> List[torch.Tensor]:
+        b = min(b, idx.shape[0])
+        k = idx.shape[0] // b
+        return [torch.as_tensor(idx[i * b:(i + 1) * b], device=dev) for i in range(k)]
+
+    @torch.no_grad()
+    def evaluate(idx_batches: List[torch.Tensor]) -> np.ndarray:
+        modules.eval()
+        vals = torch.stack([bound.value(*scores_of(ib)) for ib in idx_batches])
+        modules.train()
+        return vals.double().cpu().numpy()
+
+    bsz = min(p["batch_size"], train.shape[0])
+    val_batches = batches(val, p["batch_size"])
+    test_batches = batches(test, p["batch_size"])
+    rng = np.random.default_rng(p["seed"] + 1)
+    per_epoch = train.shape[0] // bsz
+    epoch_idx = None
+    bad = torch.zeros((), dtype=torch.bool, device=dev)
+    best_val, best_state, best_step, since_best = -math.inf, None, 0, 0
+    step = 0
+    while step < p["max_steps"]:
+        if step % per_epoch == 0:
+            epoch_idx = torch.as_tensor(rng.permutation(train)[: per_epoch * bsz], device=dev).view(per_epoch, bsz)
+        s, log_b = scores_of(epoch_idx[step % per_epoch])
+        loss = -bound.objective(s, log_b)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bad |= ~torch.isfinite(loss.detach())
+        step += 1
+        if step % p["eval_every"] == 0 or step == p["max_steps"]:
+            if bool(bad):
+                raise _diverged(method, step, p)
+            v = float(evaluate(val_batches).mean())
+            if not math.isfinite(v):
+                raise _diverged(method, step, p)
+            if v > best_val + p["min_delta"] or best_state is None:
+                best_val, best_step, since_best = v, step, 0
+                best_state = copy.deepcopy(modules.state_dict())
+            else:
+                since_best += 1
+                if since_best >= p["patience"]:
+                    break
+    modules.load_state_dict(best_state)
+    vals = evaluate(test_batches)
+    if not np.all(np.isfinite(vals)):
+        raise _diverged(method, step, p)
+    est = float(vals.mean())
+    ci = None
+    if vals.size > 1:
+        half = _Z95 * float(vals.std(ddof=1)) / math.sqrt(vals.size)
+        ci = (est - half, est + half)
+    used = dict(p)
+    used.update(device=str(dev), amp=amp, n_train=int(train.shape[0]), n_val=int(val.shape[0]),
+                n_test=int(test.shape[0]), steps=step, best_step=best_step, test_batches=int(vals.size),
+                eval_batch_size=int(test_batches[0].numel()), val_nats=best_val)
+    return RawEstimate(est, ci, used)
