@@ -45,6 +45,9 @@ class ProbeResult:
         predictions: predicted test labels (original label values), shape (n_test,).
         train_accuracy: accuracy of the final model on its own training rows.
         seconds: wall-clock time of the whole protocol.
+        coef, intercept: the final model, (d, n_classes) and (n_classes,), acting on features
+            standardised with ``mean`` and ``scale`` (each (d,), fitted on all training rows).
+        classes: (n_classes,) the label value of each column.
     """
 
     accuracy: float
@@ -56,10 +59,25 @@ class ProbeResult:
     predictions: np.ndarray = field(repr=False)
     train_accuracy: float = float("nan")
     seconds: float = 0.0
+    coef: Optional[np.ndarray] = field(default=None, repr=False)
+    intercept: Optional[np.ndarray] = field(default=None, repr=False)
+    mean: Optional[np.ndarray] = field(default=None, repr=False)
+    scale: Optional[np.ndarray] = field(default=None, repr=False)
+    classes: Optional[np.ndarray] = field(default=None, repr=False)
     higher_is_better: bool = True
 
     def __float__(self) -> float:
         return float(self.accuracy)
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        """Class probabilities (n, n_classes) of the final model for raw (unstandardised) features."""
+        xa = np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+        if xa.ndim != 2 or xa.shape[1] != self.coef.shape[0]:
+            raise ValueError(f"x must have shape (n, {self.coef.shape[0]}), got {xa.shape}")
+        z = ((xa - self.mean) / self.scale) @ self.coef + self.intercept
+        z -= z.max(1, keepdims=True)
+        p = np.exp(z)
+        return p / p.sum(1, keepdims=True)
 
 
 def stratified_split(codes: np.ndarray, val_fraction: float, seed: int):
@@ -79,10 +97,15 @@ def stratified_split(codes: np.ndarray, val_fraction: float, seed: int):
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
-def _standardise(x_fit: torch.Tensor, *others: torch.Tensor):
+def _moments(x_fit: torch.Tensor):
     mean = x_fit.mean(0, keepdim=True)
     std = x_fit.std(0, unbiased=False, keepdim=True)
     std = torch.where(std > 0, std, torch.ones_like(std))  # constant columns: centre only
+    return mean, std
+
+
+def _standardise(x_fit: torch.Tensor, *others: torch.Tensor):
+    mean, std = _moments(x_fit)
     return [(a - mean) / std for a in (x_fit, *others)]
 
 
@@ -233,7 +256,8 @@ def linear_probe(
         best_l2 = best["l2"]
         start = fitted[best_l2]
 
-    xs_all, xs_te = _standardise(xtr, xte)
+    mean, std = _moments(xtr)
+    xs_all, xs_te = (xtr - mean) / std, (xte - mean) / std
     final = start if start is not None else _Softmax(xtr.shape[1], n_classes, dev, tdtype)
     final.fit(xs_all, y_all, best_l2, max_iter, tol)
     test_acc, _ = _accuracy_loss(final, xs_te, y_te)
@@ -246,4 +270,6 @@ def linear_probe(
         accuracy=test_acc, l2=float(best_l2), sweep=sweep, n_train=int(xtr.shape[0]),
         n_test=int(xte.shape[0]), n_classes=int(n_classes), predictions=pred,
         train_accuracy=train_acc, seconds=time.perf_counter() - t0,
+        coef=final.w.double().cpu().numpy(), intercept=final.b.double().cpu().numpy(),
+        mean=mean[0].double().cpu().numpy(), scale=std[0].double().cpu().numpy(), classes=classes,
     )
