@@ -34,7 +34,7 @@ def _levels(device: torch.device):
     """(dtype, growing numbers of extra candidates, input unit roundoff) of each low-precision stage, fastest first."""
     levels = []
     if device.type == "cuda" or _cpu_has_bf16():
-        levels.append((torch.bfloat16, (16, 64, 256), 2.0 ** -8))
+        levels.append((torch.bfloat16, (16, 96), 2.0 ** -8))
     # on CUDA a float32 product may run in TF32 (10-bit mantissa): bound it as such
     levels.append((torch.float32, (8, 64), 2.0 ** -11 if device.type == "cuda" else _U32))
     return levels
@@ -80,16 +80,18 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
 
 def knn_neighbours(
     xtr64: torch.Tensor, xte64: torch.Tensor, k: int, block_size: Optional[int] = None,
+    stats: Optional[dict] = None,
 ):
     """Exact top-k cosine neighbours: (similarities (n_test, k) float64, indices (n_test, k)).
 
     ``xtr64`` (n_train, d) and ``xte64`` (n_test, d) are float64 tensors on one device. Rows
-    are sorted by decreasing similarity.
+    are sorted by decreasing similarity. ``stats``, when given, receives the number of test
+    rows settled at each stage, keyed ("bfloat16", extra), ("float32", extra) or "float64".
     """
     n_train, d = xtr64.shape
     xn64 = _normalise(xtr64)
     levels = [(dt, extras, _error_bound(u, d), xn64.to(dt)) for dt, extras, u in _levels(xtr64.device)]
-    kk_max = min(n_train, k + max(e for _, extras, _, _ in levels for e in extras))
+    kk_max = min(n_train, k + max([e for _, extras, _, _ in levels for e in extras], default=0))
     if block_size is None:  # the float64 fallback holds (block, n_train) similarities
         block_size = max(1, _BUDGET // (8 * n_train))
     # candidates are re-ranked a few rows at a time through one reused gather buffer
@@ -128,6 +130,9 @@ def knn_neighbours(
                     ok = torch.ones(qp.shape[0], dtype=torch.bool, device=qp.device)
                 else:  # every point left out has true similarity <= min(low) + delta
                     ok = top.values[:, -1] > low.min(dim=1).values.to(torch.float64) + delta
+                if stats is not None:
+                    key = (str(dt).replace("torch.", ""), extra)
+                    stats[key] = stats.get(key, 0) + int(ok.sum())
                 vals[rows[ok]] = top.values[ok]
                 idx[rows[ok]] = cand.gather(1, top.indices)[ok]
                 todo = todo[~ok]
@@ -135,6 +140,8 @@ def knn_neighbours(
         if pending.numel():
             top = (q64[pending] @ xn64.T).topk(k, dim=1, largest=True, sorted=True)
             vals[pending], idx[pending] = top.values, top.indices
+            if stats is not None:
+                stats["float64"] = stats.get("float64", 0) + int(pending.numel())
         vals_out.append(vals)
         idx_out.append(idx)
     return torch.cat(vals_out), torch.cat(idx_out)

@@ -1,0 +1,140 @@
+"""Cosine k-NN: exact cases, chance level, exact neighbours vs brute force, sklearn parity."""
+import numpy as np
+import pytest
+import torch
+from sklearn.neighbors import KNeighborsClassifier
+
+from infodyn.transfer import knn_accuracy
+from infodyn.transfer import knn as knn_mod
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def brute_neighbours(xtr, xte, k):
+    """Independent float64 reference: sorted top-k cosine neighbours by full sort."""
+    a = xtr / np.linalg.norm(xtr, axis=1, keepdims=True)
+    b = xte / np.linalg.norm(xte, axis=1, keepdims=True)
+    s = b @ a.T
+    idx = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(s, idx, 1), idx
+
+
+def dino_vote(xtr, ytr, xte, k, t, n_classes):
+    sims, idx = brute_neighbours(xtr, xte, k)
+    votes = np.zeros((xte.shape[0], n_classes))
+    for i in range(xte.shape[0]):
+        for s, j in zip(sims[i], idx[i]):
+            votes[i, ytr[j]] += np.exp(s / t)
+    return votes.argmax(1)
+
+
+def clustered(n_train, n_test, d, c, spread, seed):
+    """Tight clusters: many near-equal similarities around the k-th neighbour."""
+    r = np.random.default_rng(seed)
+    centres = r.normal(size=(c, d))
+    ytr = r.integers(0, c, n_train)
+    yte = r.integers(0, c, n_test)
+    return (centres[ytr] + spread * r.normal(size=(n_train, d)), ytr,
+            centres[yte] + spread * r.normal(size=(n_test, d)), yte)
+
+
+def test_perfect_features_give_accuracy_one():
+    xtr, ytr, xte, yte = clustered(300, 100, 16, 5, 0.01, seed=0)
+    for weighted in (True, False):
+        assert knn_accuracy(xtr, ytr, xte, yte, weighted=weighted).accuracy == 1.0
+
+
+def test_label_independent_features_give_chance():
+    r = np.random.default_rng(1)
+    c, n_test = 5, 2000
+    xtr, xte = r.normal(size=(1000, 16)), r.normal(size=(n_test, 16))
+    ytr, yte = r.integers(0, c, 1000), r.integers(0, c, n_test)
+    tol = 4 * np.sqrt((1 / c) * (1 - 1 / c) / n_test)  # 4 binomial standard deviations
+    for weighted in (True, False):
+        assert abs(knn_accuracy(xtr, ytr, xte, yte, weighted=weighted).accuracy - 1 / c) < tol
+
+
+@pytest.mark.parametrize("spread,block", [(1.0, None), (0.05, 37), (0.002, 64)])
+def test_neighbours_exactly_match_brute_force(spread, block):
+    # small spreads defeat the low-precision certificate and exercise every fallback level
+    xtr, _, xte, _ = clustered(1500, 300, 24, 4, spread, seed=2)
+    k = 15
+    ref_s, ref_i = brute_neighbours(xtr, xte, k)
+    stats = {}
+    s, i = knn_mod.knn_neighbours(torch.from_numpy(xtr), torch.from_numpy(xte), k, block, stats)
+    np.testing.assert_allclose(s.numpy(), ref_s, rtol=0, atol=1e-12)
+    assert np.array_equal(np.sort(i.numpy(), 1), np.sort(ref_i, 1))
+    assert sum(stats.values()) == xte.shape[0]
+    if spread == 1.0:  # well spread: settled by the fast low-precision stage
+        assert stats.get("float64", 0) == 0
+    if spread == 0.002:  # clusters tighter than the rounding bound: the float64 search
+        assert stats["float64"] > 0
+
+
+def test_every_fallback_level_gives_the_same_neighbours(monkeypatch):
+    xtr, _, xte, _ = clustered(800, 200, 16, 3, 0.003, seed=3)
+    ref_s, ref_i = brute_neighbours(xtr, xte, 10)
+    for levels in ([], [(torch.float32, (8,), 2.0 ** -24)], [(torch.bfloat16, (4,), 2.0 ** -8)]):
+        monkeypatch.setattr(knn_mod, "_levels", lambda dev, lv=levels: lv)
+        stats = {}
+        _, i = knn_mod.knn_neighbours(torch.from_numpy(xtr), torch.from_numpy(xte), 10, None, stats)
+        assert np.array_equal(np.sort(i.numpy(), 1), np.sort(ref_i, 1))
+        assert stats["float64"] > 0 and sum(stats.values()) == 200
+
+
+def test_majority_vote_matches_sklearn_predictions():
+    xtr, ytr, xte, yte = clustered(2000, 600, 32, 10, 2.0, seed=4)
+    sk = KNeighborsClassifier(n_neighbors=20, metric="cosine", algorithm="brute").fit(xtr, ytr)
+    ours = knn_accuracy(xtr, ytr, xte, yte, k=20, weighted=False, block_size=100)
+    assert np.array_equal(ours.predictions, sk.predict(xte))
+    assert ours.accuracy == pytest.approx(sk.score(xte, yte), abs=0)
+
+
+def test_weighted_vote_matches_dino_reference():
+    xtr, ytr, xte, yte = clustered(1000, 300, 16, 6, 1.5, seed=5)
+    ref = dino_vote(xtr, ytr, xte, 20, 0.07, 6)
+    res = knn_accuracy(xtr, ytr, xte, yte, k=20, temperature=0.07)
+    assert np.array_equal(res.predictions, ref)
+    assert res.accuracy == pytest.approx(np.mean(ref == yte), abs=0)
+
+
+def test_tiny_temperature_does_not_overflow_and_equals_1nn():
+    xtr, ytr, xte, yte = clustered(500, 100, 8, 4, 1.5, seed=6)
+    a = knn_accuracy(xtr, ytr, xte, yte, k=10, temperature=1e-6)
+    b = knn_accuracy(xtr, ytr, xte, yte, k=1)
+    assert np.array_equal(a.predictions, b.predictions)
+
+
+def test_bad_input_raises_naming_the_problem():
+    xtr, ytr, xte, yte = clustered(50, 20, 4, 3, 1.0, seed=7)
+    with pytest.raises(ValueError, match=r"k must be .*n_train=50"):
+        knn_accuracy(xtr, ytr, xte, yte, k=51)
+    bad = xtr.copy()
+    bad[3] = np.inf
+    with pytest.raises(ValueError, match=r"x_train of shape \(50, 4\) contains NaN or inf in 1 row"):
+        knn_accuracy(bad, ytr, xte, yte)
+    with pytest.raises(ValueError, match=r"x_test and y_test .* \(20, 4\).*\(19,\)"):
+        knn_accuracy(xtr, ytr, xte, yte[:-1])
+    with pytest.raises(ValueError, match=r"only 1 class"):
+        knn_accuracy(xtr, np.ones(50), xte, yte)
+    with pytest.raises(ValueError, match=r"3 samples .* 3 classes"):
+        knn_accuracy(xtr[:3], np.arange(3), xte, yte, k=1)
+    with pytest.raises(ValueError, match="temperature"):
+        knn_accuracy(xtr, ytr, xte, yte, temperature=0.0)
+    with pytest.raises(ValueError, match="same number of features"):
+        knn_accuracy(xtr, ytr, xte[:, :2], yte)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    xtr, ytr, xte, yte = clustered(3000, 500, 64, 10, 1.0, seed=8)
+    a = knn_accuracy(xtr, ytr, xte, yte, device="cpu", weighted=False)
+    b = knn_accuracy(xtr, ytr, xte, yte, device="cuda", weighted=False)
+    assert np.array_equal(a.predictions, b.predictions)
