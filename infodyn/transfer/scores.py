@@ -55,7 +55,7 @@ def _class_means(f: torch.Tensor, y: torch.Tensor, c: int):
 
 
 @_higher(True)
-def logme(features: Any, labels: Any, *, tol: float = 1e-6, max_iter: int = 100,
+def logme(features: Any, labels: Any, *, tol: float = 1e-8, max_iter: int = 1000,
           eps: float = 0.0, device: Any = "auto") -> float:
     """LogME: the average (per sample and class) maximum log evidence of a Bayesian linear model.
 
