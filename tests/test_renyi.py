@@ -67,17 +67,20 @@ def test_separated_classes_give_label_entropy():
     assert est.nats == pytest.approx(-math.log((p**2).sum()), abs=1e-9)
 
 
-def test_alpha2_blocked_path_equals_eigen_path():
+def test_alpha2_blocked_path_is_exact_at_any_n():
     r = np.random.default_rng(3)
     x = r.normal(size=(300, 2))
     y = x[:, :1] + r.normal(size=(300, 1))
     lab = (x[:, 0] > 0).astype(int)
-    for yy in (y, lab):
-        eig = estimate_mi(x, yy, method="renyi", alpha=2.0, max_samples=1000)
-        blk = estimate_mi(x, yy, method="renyi", alpha=2.0, max_samples=100, memory_mb=0.1)
-        assert eig.params["path"] == "eigvalsh" and blk.params["path"] == "alpha2_blocked"
+    A = ref_gram(x, 0.6)
+    for yy, Bm in ((y, ref_gram(y, 0.9)), (lab, (lab[:, None] == lab[None]) / 300.0)):
+        AB = A * Bm / np.trace(A * Bm)
+        truth = ref_entropy(A, 2.0) + ref_entropy(Bm, 2.0) - ref_entropy(AB, 2.0)
+        blk = estimate_mi(x, yy, method="renyi", alpha=2.0, sigma_x=0.6, sigma_y=0.9, max_samples=100,
+                          memory_mb=0.1)
+        assert blk.params["path"] == "alpha2_blocked"
         assert blk.params["n_used"] == 300 and not blk.params["subsampled"]
-        assert blk.nats == pytest.approx(eig.nats, abs=1e-9)
+        assert blk.nats == pytest.approx(truth, abs=1e-9)
 
 
 def test_subsample_path_is_seeded_and_recorded():

@@ -25,12 +25,12 @@ Kernel width (``sigma`` or ``width_rule``, recorded in ``params`` as ``sigma_x``
 * ``"median"``: sigma = median pairwise distance (over at most 1000 seeded samples);
 * a number ``sigma=`` used for both variables, or ``sigma_x=`` / ``sigma_y=`` separately.
 
-Large n: exact only while n <= ``max_samples`` (default 2000), as it needs the n x n eigenvalues.
-Beyond that:
+Paths (``params["path"]``):
 
-* ``alpha == 2``: still exact, as -log of the sum of squared Gram entries accumulated over row blocks
-  (no n x n matrix held);
-* any other alpha: the estimator is computed on a seeded random subsample of ``max_samples`` rows
+* ``alpha == 2``: exact at any n, as -log of the sum of squared Gram entries accumulated over row
+  blocks in torch (no n x n matrix held, no eigendecomposition; ``"alpha2_blocked"``);
+* any other alpha: the n x n eigenvalues (``"eigvalsh"``, O(n^3)), exact while n <= ``max_samples``
+  (default 1000). Beyond that the estimator is computed on a seeded random subsample of ``max_samples`` rows
   (``params["n_used"]``, ``params["subsampled"] = True``), with the width rule applied at that n.
   This is the estimator at n = max_samples, not at the full n.
 """
@@ -150,7 +150,7 @@ def renyi_entropy(a: Any, alpha: float = 1.01, *, sigma: Optional[float] = None,
           description="matrix-based Renyi alpha-entropy MI (Giraldo et al.; Yu et al.), Gaussian/delta kernels")
 def renyi_mi(x: np.ndarray, y: np.ndarray, *, alpha: float = 1.01, sigma: Optional[float] = None,
              sigma_x: Optional[float] = None, sigma_y: Optional[float] = None, width_rule: str = "silverman",
-             max_samples: int = 2000, seed: int = 0, device: Any = "auto", memory_mb: float = DEFAULT_BLOCK_MB,
+             max_samples: int = 1000, seed: int = 0, device: Any = "auto", memory_mb: float = DEFAULT_BLOCK_MB,
              **_ignored) -> RawEstimate:
     """Matrix-based Renyi I_alpha(X;Y) in nats (see the module docstring).
 
@@ -160,7 +160,8 @@ def renyi_mi(x: np.ndarray, y: np.ndarray, *, alpha: float = 1.01, sigma: Option
         alpha: the order (> 0; 1 gives the von Neumann/Shannon form).
         sigma, sigma_x, sigma_y: Gaussian kernel widths (in the data's units); default by ``width_rule``.
         width_rule: "silverman" or "median".
-        max_samples: largest n computed exactly by eigendecomposition; above it see the module docstring.
+        max_samples: largest n computed exactly by eigendecomposition (alpha != 2); above it a
+            seeded subsample of this size is used (see the module docstring).
         seed: seeds the subsample (and the median rule's subsample).
         device: "auto", "cpu", "cuda", ...
     """
@@ -171,7 +172,7 @@ def renyi_mi(x: np.ndarray, y: np.ndarray, *, alpha: float = 1.01, sigma: Option
     n = x.shape[0]
     labels = y if y.ndim == 1 else None
     params: Dict[str, Any] = {"alpha": alpha, "width_rule": width_rule, "n_used": n, "subsampled": False}
-    exact_blocked = n > max_samples and abs(alpha - 2.0) < 1e-12
+    exact_blocked = abs(alpha - 2.0) < 1e-12
     if n > max_samples and not exact_blocked:
         idx = np.sort(np.random.default_rng(seed).choice(n, int(max_samples), replace=False))
         x, y = x[idx], y[idx]
