@@ -56,6 +56,8 @@ def _raw_load(path: Path, *, trust: bool, map_location, mmap: bool = False) -> T
         raise CheckpointError(path, "is a folder, not a checkpoint file")
     if path.suffix == ".safetensors":
         return _load_safetensors(path, map_location)
+    if isinstance(map_location, str) and map_location == "auto":
+        map_location = _auto_device()
     import torch
 
     kwargs = {"map_location": map_location, "weights_only": not trust}
@@ -73,8 +75,9 @@ def _raw_load(path: Path, *, trust: bool, map_location, mmap: bool = False) -> T
             raise CheckpointError(
                 path,
                 "refused: the file stores Python objects that only full unpickling can rebuild "
-                f"({_blocked_global(msg)}). Full unpickling can run arbitrary code hidden in the "
-                "file, so infodyn loads tensors only (torch.load weights_only=True). If you "
+                f"({_blocked_globals(path, msg)}). Nothing in it was run. Full unpickling can "
+                "run arbitrary code hidden in the file, so infodyn loads tensors only "
+                "(torch.load weights_only=True). If you "
                 "wrote this file yourself, opt in with trust=True (command line: "
                 "--trust-pickle), or re-save just the state dict: "
                 "torch.save(model.state_dict(), path).") from None
@@ -96,7 +99,17 @@ def _needs_full_pickle(msg: str) -> bool:
     return "global" in low or "unsupported class" in low or "allowlist" in low.replace(" ", "")
 
 
-def _blocked_global(msg: str) -> str:
+def _blocked_globals(path: Path, msg: str) -> str:
+    """Every global the file would import (read without unpickling), else torch's first one."""
+    try:
+        import torch
+
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        if names:
+            shown = ", ".join(names[:8]) + (f", ... {len(names) - 8} more" if len(names) > 8 else "")
+            return f"it needs {shown}"
+    except Exception:  # legacy (non-zip) files, or a torch without this helper
+        pass
     for line in msg.splitlines():
         if "GLOBAL" in line or "global" in line:
             return line.strip()
@@ -116,10 +129,20 @@ def _short(msg: str, limit: int = 200) -> str:
     return msg if len(msg) <= limit else msg[:limit] + "..."
 
 
+def _auto_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _load_safetensors(path: Path, map_location) -> Tuple[Any, Dict]:
     from safetensors import safe_open
 
-    device = map_location if isinstance(map_location, str) else str(map_location or "cpu")
+    import torch
+
+    device = str(map_location) if isinstance(map_location, (str, torch.device)) else "cpu"
+    if device == "auto":
+        device = _auto_device()
     try:
         state = {}
         with safe_open(str(path), framework="pt", device=device) as fh:
@@ -271,7 +294,8 @@ def load_checkpoint_with_meta(path: Union[str, Path], *, trust: bool = False,
     Args:
         path: a ``.pt``/``.pth``/``.ckpt``/``.bin``/``.safetensors`` file.
         trust: allow full unpickling (runs code stored in the file; only for your own files).
-        map_location: where tensors go (default ``"cpu"``, so GPU-saved files load anywhere).
+        map_location: where tensors go (default ``"cpu"``, so GPU-saved files load anywhere;
+            ``"auto"``: CUDA when present, else CPU; or anything ``torch.load`` accepts).
 
     Returns:
         ``state``: parameter/buffer name -> tensor, nestings unwrapped and wrapper prefixes
