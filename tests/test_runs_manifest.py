@@ -168,3 +168,13 @@ def test_cli_init_npz_path_is_written_relative_to_the_run(tmp_path, monkeypatch)
 def test_parse_manifest_accepts_a_dict():
     m = parse_manifest({"model": "a:b", "data": "digits", "layers": ["x"]}, "/tmp/x/infodyn.yaml")
     assert m.name == "x" and m.layers == ["x"]
+
+
+def test_cli_init_list_layers_writes_nothing(tmp_path, capsys):
+    assert main(["init", str(tmp_path / "r"), "--model", "infodyn.models:small_cnn", "--source",
+                 "digits", "--list-layers"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    names = [line.split()[0] for line in out]
+    assert names[:3] == ["conv1", "conv1.conv", "conv1.act"] and "out" in names
+    assert "Conv2d" in out[1] and "parameters" in out[1]
+    assert not (tmp_path / "r").exists()

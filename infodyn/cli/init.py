@@ -49,12 +49,18 @@ def run(args) -> int:
     layers = _layers(args.layers)
     check = not args.no_check
     model = None
-    if check or not layers:
+    if check or not layers or args.list_layers:
         # Imports and runs the model callable: it is the user's own code, named on this command.
         probe = parse_manifest(manifest_dict(model=args.model, source=args.source, target=args.target,
                                              layers=layers or ["*"], model_kwargs=kwargs),
                                root / MANIFEST_NAME)
         model = build_model(probe)
+    if args.list_layers:
+        for name, mod in model.named_modules():
+            if name:
+                n_par = sum(p.numel() for p in mod.parameters(recurse=False))
+                print(f"{name:30s} {type(mod).__name__}" + (f"  ({n_par} parameters)" if n_par else ""))
+        return 0
     if not layers:
         layers = [name for name, mod in model.named_modules()
                   if name and "." not in name and any(True for _ in mod.parameters())]
@@ -96,4 +102,6 @@ def add_parser(sub) -> None:
     p.add_argument("--no-check", dest="no_check", action="store_true",
                    help="do not import the model to check the layer names")
     p.add_argument("--force", action="store_true", help="replace an existing, different manifest")
+    p.add_argument("--list-layers", dest="list_layers", action="store_true",
+                   help="print the model's module names (for --layers) and write nothing")
     p.set_defaults(func=run)
