@@ -265,3 +265,12 @@ def test_cuda_with_mixed_precision():
     est = estimate_mi(x, y, method="smile", seed=0, device="cuda", amp=True, **SMALL)
     assert est.params["device"].startswith("cuda") and est.params["amp"] is True
     assert abs(est.nats - truth) < 0.15
+
+
+def test_thread_setting_is_restored():
+    x, y, _ = correlated_gaussian(200, 0.5, seed=20)
+    torch.set_num_threads(2)
+    est = estimate_mi(x, y, method="infonce", hidden=(8,), embed_dim=4, max_steps=5)
+    assert est.params["num_threads"] == 1 and torch.get_num_threads() == 2
+    with pytest.raises(ValueError, match="num_threads"):
+        estimate_mi(x, y, method="infonce", num_threads=0, max_steps=5)
