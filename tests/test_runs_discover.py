@@ -149,6 +149,8 @@ def test_pattern_and_subfolders(tmp_path):
     _save(tmp_path / "other.pt", step=0)
     assert _names(discover(tmp_path, "ckpts/*.pth")) == ["s_1.pth", "s_2.pth"]
     assert _names(discover(tmp_path, "**/*.pth")) == ["s_1.pth", "s_2.pth"]
+    with pytest.raises(ValueError, match="must be relative to the run folder"):
+        discover(tmp_path, str(tmp_path / "*.pt"))
 
 
 def test_missing_or_empty_folder(tmp_path):

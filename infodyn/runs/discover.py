@@ -88,6 +88,8 @@ def _natural_key(name: str):
 
 def _candidates(root: Path, pattern: Optional[str]) -> List[Path]:
     if pattern:
+        if Path(pattern).is_absolute():
+            raise ValueError(f"checkpoint pattern {pattern!r} must be relative to the run folder {root}")
         files = [p for p in root.glob(pattern) if p.is_file()]
     else:
         files = [p for p in root.iterdir() if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES
