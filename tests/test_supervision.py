@@ -233,16 +233,17 @@ def test_estimator_information_within_capacity_plus_stated_error():
     from infodyn.estimators import available
 
     t = make_task(classes=4, dims=6, separation=3.0, seed=0)
-    s = t.sample(1500, seed=0)
-    methods = [m for m in ("gaussian", "ksg") if m in available()]
-    for method in methods:
-        for signal, votes in (("hard", None), ("soft", 3), ("triplet", None)):
-            est = signal_information(s, signal, votes=votes, about="example", method=method, ci=0.95,
-                                     n_boot=20, seed=0, n_triplets=1500)
-            cap = capacity_bits(signal, 4, votes)
-            assert est.ci is not None
-            assert est.ci_bits[0] <= cap, (method, signal, est)
-            assert est.method == method and est.params["capacity_bits"] == cap
+    s = t.sample(600, seed=0)
+    cases = [("gaussian", "hard", None), ("gaussian", "soft", 3), ("gaussian", "triplet", None)]
+    if "ksg" in available():  # landing from another module; checked when present
+        cases.append(("ksg", "hard", None))
+    for method, signal, votes in cases:
+        est = signal_information(s, signal, votes=votes, about="example", method=method, ci=0.95,
+                                 n_boot=5, seed=0, n_triplets=600)
+        cap = capacity_bits(signal, 4, votes)
+        assert est.ci is not None
+        assert est.ci_bits[0] <= cap, (method, signal, est)
+        assert est.method == method and est.params["capacity_bits"] == cap
 
 
 def test_information_is_seeded_and_errors_are_clear():
@@ -380,3 +381,20 @@ def test_notebook_runs(tmp_path):
     client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
+
+
+@pytest.mark.gpu
+def test_training_on_cuda_matches_cpu_shapes():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    t = make_task(classes=4, dims=8, seed=0)
+    pool = t.sample(100, seed=0)
+    x, y = draw_signal(pool, "soft", 100, votes=3)
+    enc = train_encoder(x, "soft", y, config=TrainConfig(steps=50), device="cuda")
+    assert next(enc.parameters()).device.type == "cuda"
+    scores = evaluate_encoder(enc, make_eval_sets(t, probe_per_class=5, seed=0))
+    assert all(0.0 <= v <= 1.0 for v in scores.values())
+    cpu = evaluate_encoder(train_encoder(x, "soft", y, config=TrainConfig(steps=50), device="cpu"),
+                           make_eval_sets(t, probe_per_class=5, seed=0))
+    assert abs(scores["source_acc"] - cpu["source_acc"]) < 0.1  # same seed, float differences only

@@ -20,6 +20,7 @@ A raw-feature reference (``signal="raw"``, the identity) and the untrained encod
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
@@ -39,6 +40,21 @@ class TrainConfig:
     steps: int = 200
     lr: float = 0.01
     weight_decay: float = 1e-4
+
+
+@contextmanager
+def torch_threads(n: Optional[int]):
+    """Temporarily sets torch's CPU threads (None: leave as is). One thread is fastest for the
+    small full-batch networks here, and avoids thrashing on a shared machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def build_encoder(model: str, dims: int, config: TrainConfig, seed: int = 0):
@@ -65,6 +81,7 @@ def train_encoder(
     config: TrainConfig = TrainConfig(),
     seed: int = 0,
     device: str = "auto",
+    num_threads: Optional[int] = 1,
 ):
     """Trains an encoder from one kind of signal.
 
@@ -78,10 +95,16 @@ def train_encoder(
         config: :class:`TrainConfig`.
         seed: initialisation seed.
         device: "auto" (CUDA when present), "cpu", "cuda".
+        num_threads: torch CPU threads while training (see :func:`torch_threads`).
 
     Returns:
         The trained encoder (a torch module, in eval mode, on ``device``).
     """
+    with torch_threads(num_threads):
+        return _train(x, signal, target, model, num_classes, config, seed, device)
+
+
+def _train(x, signal, target, model, num_classes, config, seed, device):
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -285,16 +308,9 @@ def learning_curves(
     networks, especially on a shared machine; None leaves torch's setting); it is restored after. ``signal`` "raw" / "none" (budget 0) are the
         references (raw features; untrained encoder).
     """
-    import torch
-
-    before = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(int(num_threads))
-    try:
+    with torch_threads(num_threads):
         return _learning_curves(signals, budgets, models, seeds, votes, noise, task_kwargs, config,
                                 probe_per_class, shots, episodes, references, device, extra)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _learning_curves(signals, budgets, models, seeds, votes, noise, task_kwargs, config, probe_per_class,
