@@ -212,10 +212,12 @@ def test_stage1_loss_positive_is_own_entry():
     assert ctc.last_negatives is None and set(ctc.banks) == {"instance"}  # no stage-2 work
 
 
-@pytest.mark.parametrize("contrast", ["infonce", "nce"])
-def test_stage2_loss_matches_definition(contrast):
+@pytest.mark.parametrize("contrast,path", [("infonce", "gemm"), ("infonce", "gather"),
+                                           ("nce", "gemm"), ("nce", "gather")])
+def test_stage2_loss_matches_definition(contrast, path):
     model = make_model()
     ctc = make_ctc(model, contrast=contrast, beta=0.7, tau_contrast=0.3)
+    ctc._score_path = path  # both ways of scoring must give the definition
     opt = torch.optim.SGD(list(model.parameters()) + list(ctc.parameters()), lr=0.05)
     to_stage2(model, ctc, opt)
     assert set(ctc.banks) == {"current", "snapshot"}

@@ -10,8 +10,10 @@ schedule helper, ``lightning`` an optional PyTorch Lightning callback (needs ``l
 """
 from .banks import MemoryBank, NegativeSampler
 from .core import CTC
-from .losses import binary_nce_loss, info_nce_loss, instance_discrimination_loss
+from .losses import (binary_nce_from_scores, binary_nce_loss, info_nce_from_scores, info_nce_loss,
+                     instance_discrimination_loss, nce_normaliser)
 from .schedule import CTCSchedule, factors
 
-__all__ = ["CTC", "CTCSchedule", "MemoryBank", "NegativeSampler", "binary_nce_loss", "factors",
-           "info_nce_loss", "instance_discrimination_loss"]
+__all__ = ["CTC", "CTCSchedule", "MemoryBank", "NegativeSampler", "binary_nce_from_scores",
+           "binary_nce_loss", "factors", "info_nce_from_scores", "info_nce_loss",
+           "instance_discrimination_loss", "nce_normaliser"]

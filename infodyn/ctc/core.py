@@ -46,7 +46,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .banks import MemoryBank, NegativeSampler
-from .losses import binary_nce_loss, info_nce_loss, instance_discrimination_loss, nce_normaliser
+from .losses import (binary_nce_from_scores, info_nce_from_scores, instance_discrimination_loss,
+                     nce_normaliser)
 
 FORMAT = "infodyn.ctc/1"
 CONTRASTS = ("infonce", "nce")
@@ -189,6 +190,7 @@ class CTC:
         # Bank updates of the last step wait until the next call: the step's backward pass
         # still needs the bank as it was (stage 1 multiplies by the whole bank).
         self._pending = []
+        self._score_path = "auto"  # "gemm" / "gather" force one way of scoring (see _scores)
         if self.alpha > 0:
             self.banks["instance"] = self._new_bank()
 
@@ -254,20 +256,18 @@ class CTC:
         m = None if dense else mask.to(self.device)
         cur, snap = self.banks["current"], self.banks["snapshot"]
         # anchor v1 against the snapshot bank, anchor v2 against the current bank
-        pos1, neg1 = snap.rows(idx, self.device), snap.rows(neg, self.device)
-        pos2, neg2 = cur.rows(idx, self.device), cur.rows(neg, self.device)
+        s1 = self._scores(v1, snap, idx, neg)
+        s2 = self._scores(v2, cur, idx, neg)
         if self.contrast == "infonce":
-            l1 = info_nce_loss(v1, pos1, neg1, self.tau_contrast, m)
-            l2 = info_nce_loss(v2, pos2, neg2, self.tau_contrast, m)
+            l1 = info_nce_from_scores(s1, self.tau_contrast, m)
+            l2 = info_nce_from_scores(s2, self.tau_contrast, m)
         else:
             if math.isnan(float(self.normalisers[0])):
-                self.normalisers[0] = float(nce_normaliser(v1, pos1, neg1, self.tau_contrast,
-                                                           self.num_samples, m))
-                self.normalisers[1] = float(nce_normaliser(v2, pos2, neg2, self.tau_contrast,
-                                                           self.num_samples, m))
+                self.normalisers[0] = float(nce_normaliser(s1, self.tau_contrast, self.num_samples, m))
+                self.normalisers[1] = float(nce_normaliser(s2, self.tau_contrast, self.num_samples, m))
             z1, z2 = (float(self.normalisers[0]), float(self.normalisers[1]))
-            l1 = binary_nce_loss(v1, pos1, neg1, self.tau_contrast, self.num_samples, z1, m)
-            l2 = binary_nce_loss(v2, pos2, neg2, self.tau_contrast, self.num_samples, z2, m)
+            l1 = binary_nce_from_scores(s1, self.tau_contrast, self.num_samples, z1, m)
+            l2 = binary_nce_from_scores(s2, self.tau_contrast, self.num_samples, z2, m)
         out = self.beta * (l1 + l2)
         self._finite(out)
         self._pending += [(cur, idx, v1.detach()), (snap, idx, v2.detach())]
@@ -388,6 +388,27 @@ class CTC:
         if self.beta > 0:
             self.banks["current"] = self._new_bank()
             self.banks["snapshot"] = self._new_bank()
+
+    def _scores(self, anchor: torch.Tensor, bank: MemoryBank, idx: torch.Tensor,
+                neg: torch.Tensor) -> torch.Tensor:
+        """(B, 1 + K') dot products of ``anchor`` with bank rows ``idx`` (positives) and ``neg``.
+
+        When the bank sits on the anchor's device and N <= K' * proj_dim, one (B, N) product
+        with the whole bank followed by a gather reads less memory than gathering the B x K'
+        negative rows (B x K' x proj_dim floats); otherwise only the needed rows are gathered
+        (and moved to the anchor's device, for a bank kept on the CPU).
+        """
+        path = self._score_path
+        if path == "auto":
+            small = self.num_samples <= neg.shape[1] * self.proj_dim
+            path = "gemm" if bank.device == anchor.device and small else "gather"
+        if path == "gemm":
+            allsc = anchor @ bank.weight.to(anchor.device).t()
+            cols = torch.cat([idx.reshape(-1, 1), neg], dim=1).to(anchor.device)
+            return allsc.gather(1, cols)
+        pos = (anchor * bank.rows(idx, anchor.device)).sum(dim=1, keepdim=True)
+        negs = torch.bmm(bank.rows(neg, anchor.device), anchor.unsqueeze(2)).squeeze(2)
+        return torch.cat([pos, negs], dim=1)
 
     def _features(self, model: nn.Module, x, which: str) -> torch.Tensor:
         if model.training:  # someone switched the snapshot to train mode: keep it frozen

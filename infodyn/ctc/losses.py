@@ -52,7 +52,13 @@ def info_nce_loss(anchor: torch.Tensor, positive: torch.Tensor, negatives: torch
         anchor, positive: (B, d). negatives: (B, K, d). tau: temperature.
         mask: optional (B, K) bool, False for padding negatives (left out of the sum).
     """
-    logits = _scores(anchor, positive, negatives) / tau
+    return info_nce_from_scores(_scores(anchor, positive, negatives), tau, mask)
+
+
+def info_nce_from_scores(scores: torch.Tensor, tau: float,
+                         mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """:func:`info_nce_loss` from the dot products ``scores`` (B, 1 + K), column 0 the positive."""
+    logits = scores / tau
     if mask is not None:
         logits = logits.masked_fill(~_with_positive(mask), float("-inf"))
     return -torch.log_softmax(logits, dim=1)[:, 0].mean()
@@ -62,20 +68,20 @@ def _with_positive(mask: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
 
 
-def nce_normaliser(anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor,
-                   tau: float, num_samples: int, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """The reference code's constant Z = mean(e^{s/tau}) * N, estimated once on the first batch
-    (over the positive and the real negatives) and then kept fixed. Returns a 0-d tensor."""
+def nce_normaliser(scores: torch.Tensor, tau: float, num_samples: int,
+                   mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The reference code's constant Z = mean(e^{s/tau}) * N over the dot products ``scores``
+    (B, 1 + K) of the first batch (the positive and the real negatives), then kept fixed.
+    Returns a 0-d tensor."""
     with torch.no_grad():
-        e = torch.exp(_scores(anchor, positive, negatives) / tau)
+        e = torch.exp(scores / tau)
         if mask is None:
             return e.mean() * num_samples
-        m = _with_positive(mask)
-        return e[m].mean() * num_samples
+        return e[_with_positive(mask)].mean() * num_samples
 
 
 def binary_nce_loss(anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor,
-                    tau: float, num_samples: int, normaliser: torch.Tensor,
+                    tau: float, num_samples: int, normaliser,
                     mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Binary NCE of contrastive representation distillation.
 
@@ -85,8 +91,15 @@ def binary_nce_loss(anchor: torch.Tensor, positive: torch.Tensor, negatives: tor
         loss = -(1/B) sum_i [ log(P_i0 / (P_i0 + K_i P_n + eps))
                               + sum_k log(K_i P_n / (P_ik + K_i P_n + eps)) ]
     """
-    p = torch.exp(_scores(anchor, positive, negatives) / tau) / normaliser
-    B, K = negatives.shape[0], negatives.shape[1]
+    return binary_nce_from_scores(_scores(anchor, positive, negatives), tau, num_samples,
+                                  normaliser, mask)
+
+
+def binary_nce_from_scores(scores: torch.Tensor, tau: float, num_samples: int, normaliser,
+                           mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """:func:`binary_nce_loss` from the dot products ``scores`` (B, 1 + K), column 0 the positive."""
+    p = torch.exp(scores / tau) / normaliser
+    B, K = scores.shape[0], scores.shape[1] - 1
     if mask is None:
         k = torch.full((B, 1), float(K), device=p.device, dtype=p.dtype)
     else:
