@@ -110,29 +110,31 @@ def _standardise(x_fit: torch.Tensor, *others: torch.Tensor):
 
 
 class _Softmax:
-    """Full-batch multinomial logistic regression fitted with torch's L-BFGS (analytic gradient)."""
+    """Full-batch multinomial logistic regression fitted with torch's L-BFGS (analytic gradient).
+
+    The weights are stored transposed, (C, d): both products then run as x @ W^T and
+    P^T @ x, which on CPU are 2-5x faster than x @ W and x^T @ P for a few classes.
+    """
 
     def __init__(self, d: int, c: int, device, dtype):
-        self.w = torch.zeros(d, c, device=device, dtype=dtype)
+        self.wt = torch.zeros(c, d, device=device, dtype=dtype)
         self.b = torch.zeros(c, device=device, dtype=dtype)
 
     def fit(self, x: torch.Tensor, y: torch.Tensor, l2: float, max_iter: int, tol: float) -> int:
         n = x.shape[0]
-        rows = torch.arange(n, device=x.device)
-        w, b = self.w, self.b
+        onehot = torch.nn.functional.one_hot(y, self.b.shape[0]).to(x.dtype)
+        wt, b = self.wt, self.b
         opt = torch.optim.LBFGS(
-            [w, b], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
+            [wt, b], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
             tolerance_grad=tol, tolerance_change=1e-12,
         )
 
         def closure():
-            logits = torch.addmm(b, x, w)
+            logits = torch.addmm(b, x, wt.T)
             lse = torch.logsumexp(logits, dim=1, keepdim=True)
-            loss = (lse[:, 0] - logits[rows, y]).mean() + 0.5 * l2 * (w * w).sum()
-            p = torch.exp(logits - lse)
-            p[rows, y] -= 1.0
-            p /= n
-            w.grad = x.T @ p + l2 * w
+            loss = (lse[:, 0] - (logits * onehot).sum(1)).mean() + 0.5 * l2 * (wt * wt).sum()
+            p = torch.exp(logits - lse).sub_(onehot).div_(n)  # d loss / d logits
+            wt.grad = torch.mm(p.T, x).add_(wt, alpha=l2)
             b.grad = p.sum(0)
             return loss
 
@@ -141,11 +143,11 @@ class _Softmax:
         return int(opt.state[opt._params[0]].get("n_iter", 0))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.addmm(self.b, x, self.w)
+        return torch.addmm(self.b, x, self.wt.T)
 
     def copy(self) -> "_Softmax":
         out = _Softmax.__new__(_Softmax)
-        out.w, out.b = self.w.clone(), self.b.clone()
+        out.wt, out.b = self.wt.clone(), self.b.clone()
         return out
 
 
@@ -270,6 +272,6 @@ def linear_probe(
         accuracy=test_acc, l2=float(best_l2), sweep=sweep, n_train=int(xtr.shape[0]),
         n_test=int(xte.shape[0]), n_classes=int(n_classes), predictions=pred,
         train_accuracy=train_acc, seconds=time.perf_counter() - t0,
-        coef=final.w.double().cpu().numpy(), intercept=final.b.double().cpu().numpy(),
+        coef=final.wt.T.double().cpu().numpy(), intercept=final.b.double().cpu().numpy(),
         mean=mean[0].double().cpu().numpy(), scale=std[0].double().cpu().numpy(), classes=classes,
     )
