@@ -38,7 +38,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._blocks import DEFAULT_BLOCK_MB, block_rows_for, pairwise_sq_dists_blocks
+from ._blocks import DEFAULT_BLOCK_MB, log_kernel_row_sums
 from .base import RawEstimate, register, register_plane, resolve_device
 
 BOUNDS = ("upper", "lower")
@@ -61,42 +61,13 @@ def _log_kernel_sums(
     device: Any = "auto",
     memory_mb: float = DEFAULT_BLOCK_MB,
 ) -> Tuple[List[np.ndarray], List[Optional[np.ndarray]]]:
-    """Per-row log-sum-exp of -D/scale, over all j and (if ``groups``) over j in the row's group.
+    """Per-row log sum_j exp(-D_ij / scale), over all j and (with ``groups``) over the row's group.
 
-    Args:
-        parts: arrays (n, d_p) sharing n; D for a combo is the sum of their squared distances.
-        combos: which parts each output uses, e.g. [(0,), (1,), (0, 1)].
-        scale: the exponent's denominator (2 noise_var or 8 noise_var).
-        groups: (n,) int codes or None.
-
-    Returns:
-        (all_lse, group_lse): lists over combos of (n,) float64 arrays (group_lse entries None
-        without groups).
+    D for a combo is the sum of the squared distances of its parts; see
+    :func:`infodyn.estimators._blocks.log_kernel_row_sums`.
     """
-    import torch
-
-    dev = resolve_device(device)
-    n = parts[0].shape[0]
-    rows = block_rows_for(n, memory_mb, 8, copies=3 + len(parts))
-    gens = [pairwise_sq_dists_blocks(p, None, rows, dev) for p in parts]
-    g = None if groups is None else torch.as_tensor(groups, device=dev)
-    out_all = [torch.empty(n, dtype=torch.float64, device=dev) for _ in combos]
-    out_grp = [torch.empty(n, dtype=torch.float64, device=dev) if g is not None else None for _ in combos]
-    for blocks in zip(*gens):
-        start, stop = blocks[0][0], blocks[0][1]
-        ds = [b[2] for b in blocks]
-        other = None if g is None else g[start:stop, None] != g[None, :]
-        for c, combo in enumerate(combos):
-            logits = ds[combo[0]].clone() if len(combo) > 1 else ds[combo[0]]
-            for p in combo[1:]:
-                logits.add_(ds[p])
-            logits = logits.div(-scale)
-            out_all[c][start:stop] = torch.logsumexp(logits, dim=1)
-            if other is not None:
-                logits.masked_fill_(other, -math.inf)
-                out_grp[c][start:stop] = torch.logsumexp(logits, dim=1)
-    return ([a.cpu().numpy() for a in out_all],
-            [None if a is None else a.cpu().numpy() for a in out_grp])
+    inv = 1.0 / math.sqrt(scale)
+    return log_kernel_row_sums([p * inv for p in parts], combos, groups, device, memory_mb=memory_mb)
 
 
 def gaussian_noise_entropy(d: int, noise_var: float) -> float:

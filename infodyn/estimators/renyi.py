@@ -41,7 +41,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from ._blocks import DEFAULT_BLOCK_MB, pairwise_sq_dists_blocks
+from ._blocks import DEFAULT_BLOCK_MB, log_kernel_row_sums, pairwise_sq_dists_blocks
 from .base import RawEstimate, register, resolve_device
 
 WIDTH_RULES = ("silverman", "median")
@@ -111,25 +111,20 @@ def _spectra_entropies(mats, alpha: float):
 
 
 def _alpha2_blocked(x, y_cont, y_lab, sx, sy, dev, memory_mb) -> Tuple[float, float, float]:
-    """(S_2(A), S_2(B), S_2(A o B / tr)) from sums of squared Gram entries over row blocks."""
-    import torch
+    """(S_2(A), S_2(B), S_2(A o B / tr)) from sums of squared Gram entries over row blocks.
 
+    K_ij^2 = exp(-||x_i - x_j||^2 / sigma^2), so the sums are kernel row sums of x / sigma.
+    A = K/n, so tr(A^2) = sum K^2 / n^2; A o B normalised by its trace (1/n) is (K_a o K_b)/n.
+    """
     n = x.shape[0]
-    sa = sb = sab = 0.0
-    gx = pairwise_sq_dists_blocks(x, None, None, dev, memory_mb=memory_mb / 2)
-    gy = pairwise_sq_dists_blocks(y_cont, None, None, dev, memory_mb=memory_mb / 2) if y_cont is not None else None
-    lab = None if y_lab is None else torch.as_tensor(y_lab, device=dev)
-    for start, stop, dx in gx:
-        ka = torch.exp(dx / (-2.0 * sx**2))
-        if gy is not None:
-            _, _, dy = next(gy)
-            kb = torch.exp(dy / (-2.0 * sy**2))
-        else:
-            kb = (lab[start:stop, None] == lab[None, :]).to(torch.float64)
-        sa += float((ka * ka).sum())
-        sb += float((kb * kb).sum())
-        sab += float(((ka * kb) ** 2).sum())
-    # A = K/n, so tr(A^2) = sum K^2 / n^2; A o B normalised by its trace n/n^2 is (K_a o K_b)/n
+    if y_lab is None:
+        (la, lb, lab), _ = log_kernel_row_sums([x / sx, y_cont / sy], [(0,), (1,), (0, 1)], None, dev,
+                                               memory_mb=memory_mb)
+        sa, sb, sab = (float(np.exp(v).sum()) for v in (la, lb, lab))
+    else:
+        (la,), (lg,) = log_kernel_row_sums([x / sx], [(0,)], y_lab, dev, memory_mb=memory_mb)
+        sa, sab = float(np.exp(la).sum()), float(np.exp(lg).sum())
+        sb = float((np.bincount(y_lab).astype(np.float64) ** 2).sum())
     return -math.log(sa / n**2), -math.log(sb / n**2), -math.log(sab / n**2)
 
 
