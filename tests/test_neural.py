@@ -274,3 +274,27 @@ def test_thread_setting_is_restored():
     assert est.params["num_threads"] == 1 and torch.get_num_threads() == 2
     with pytest.raises(ValueError, match="num_threads"):
         estimate_mi(x, y, method="infonce", num_threads=0, max_steps=5)
+
+
+def _true_critic_batches(mi, n_batches=40, b=64, seed=21):
+    """Per-batch score matrices of the optimal critic log p(y|x)/p(y) for a 1-D Gaussian pair."""
+    rho = math.sqrt(1 - math.exp(-2 * mi))
+    x, y, truth = correlated_gaussian(n_batches * b, rho, seed=seed)
+    assert truth == pytest.approx(mi)
+    x, y = x[:, 0].reshape(n_batches, b), y[:, 0].reshape(n_batches, b)
+    sd = math.sqrt(1 - rho**2)
+    for xb, yb in zip(x, y):
+        f = stats.norm.logpdf(yb[None, :], loc=rho * xb[:, None], scale=sd) - stats.norm.logpdf(yb[None, :])
+        yield _t(f)
+
+
+def test_variance_of_nwj_and_dv_grows_with_true_mi():
+    # the documented limit, with the optimal critic: NWJ/DV spread grows with I, InfoNCE's stays small
+    def spreads(mi):
+        vals = np.array([[bounds.nwj(s + 1).item(), bounds.dv(s).item(), bounds.infonce(s).item()]
+                         for s in _true_critic_batches(mi)])
+        return vals.std(axis=0)
+
+    low, high = spreads(0.5), spreads(8.0)
+    assert high[0] > 5 * low[0] and high[1] > 5 * low[1]
+    assert high[2] < low[2]  # InfoNCE: saturated at log B, its spread shrinks

@@ -122,8 +122,9 @@ def _standardize(a: np.ndarray, train: np.ndarray) -> np.ndarray:
     return (a - mu) / sd
 
 
-class _Bound:
-    """The training objective and the reported value of one method, on a batch's scores."""
+class Objective:
+    """The training objective (``objective``, may keep state: MINE's moving average) and the
+    reported value (``value``) of one method, on a batch's (B, B) scores; ``p`` as in DEFAULTS."""
 
     def __init__(self, method: str, p: Dict[str, Any]):
         self.method, self.p = method, p
@@ -215,7 +216,7 @@ def _estimate(x: np.ndarray, y: np.ndarray, method: str, p: Dict[str, Any], dev:
     critic.to(dev)
     modules = torch.nn.ModuleList([critic] + ([baseline.to(dev)] if baseline is not None else []))
     opt = torch.optim.Adam(modules.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
-    bound = _Bound(method, p)
+    bound = Objective(method, p)
 
     def scores_of(idx: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         xb, yb = xt[idx], yt[idx]
