@@ -28,6 +28,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 METHODS = ("ce", "ctc")
+MARKER = ".infodyn-ctc-tradeoff"
 MEASURES = ("binning", "kde", "linear_probe", "knn", "rankme", "source_acc")
 # Unbounded ReLU features over ~10^3 samples saturate the default estimators at log n (every
 # sample its own bin / kernel): two equal-width bins over the layer's range and a kernel of
@@ -182,6 +183,20 @@ def train_run(cfg: Config, method: str, seed: int, run_dir: Path, device: str = 
     return {"saved": rec.saved, "seconds": time.perf_counter() - t0, "log": log}
 
 
+def prepare_out(out: Path) -> Path:
+    """Creates ``out``, or checks that an existing, non-empty one was written by
+    :func:`run_tradeoff` (marker file :data:`MARKER`): no user file is overwritten."""
+    if out.exists():
+        if not out.is_dir():
+            raise ValueError(f"{out} exists and is not a folder; choose another output folder")
+        if any(out.iterdir()) and not (out / MARKER).exists():
+            raise ValueError(f"{out} exists and holds files that the CTC experiment did not write; "
+                             f"choose another output folder (nothing was changed)")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by infodyn.ctc.experiment.run_tradeoff; safe to delete\n")
+    return out
+
+
 def run_name(data: str, method: str, seed: int) -> str:
     return f"{data}-{method}-seed{seed}"
 
@@ -194,7 +209,7 @@ def run_tradeoff(out="ctc_tradeoff", quick: bool = False, seeds: Optional[Sequen
     figure into ``out``. Returns ``(table, summary)`` (pandas).
 
     Args:
-        out: output folder (created; runs inside it are overwritten).
+        out: output folder (created; an existing one is reused only if this function wrote it).
         quick: 30 epochs and 2 seeds instead of 120 epochs and 3 seeds.
         seeds: override the seeds. data: data sets (keys of :func:`configs`).
         measures: :func:`infodyn.analyze` measures.
@@ -205,24 +220,25 @@ def run_tradeoff(out="ctc_tradeoff", quick: bool = False, seeds: Optional[Sequen
 
     from infodyn.analysis import analyze, write_table
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     cfgs = configs(quick)
     unknown = [d for d in data if d not in cfgs]
     if unknown:
         raise ValueError(f"unknown data set(s) {unknown}; choose from {sorted(cfgs)}")
+    out = prepare_out(Path(out))
     seeds = tuple(seeds) if seeds is not None else ((0, 1) if quick else (0, 1, 2))
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small networks: more threads only add contention
     t0 = time.perf_counter()
     logs = []
+    seconds: Dict[Tuple[str, str], List[float]] = {}
     try:
         for d in data:
             for seed in seeds:
                 for method in METHODS:
                     name = run_name(d, method, seed)
                     r = train_run(cfgs[d], method, seed, out / "runs" / name, dev)
+                    seconds.setdefault((d, method), []).append(r["seconds"])
                     logs += [{"run": name, "data": d, "method": method, "seed": seed, **row}
                              for row in r["log"]]
                     log(f"trained {name}: {cfgs[d].epochs} epochs, {len(r['saved'])} checkpoints, "
@@ -243,7 +259,7 @@ def run_tradeoff(out="ctc_tradeoff", quick: bool = False, seeds: Optional[Sequen
     write_table(df, out)
     summary = summarise(df, cfgs)
     fig = plot(df, cfgs, out / "ctc_tradeoff.png")
-    md = markdown(summary, cfgs, data, seeds, quick, t_train, t_analysis, fig.name)
+    md = markdown(summary, cfgs, data, seeds, quick, t_train, t_analysis, fig.name, seconds)
     (out / "ctc_tradeoff.md").write_text(md)
     log(md)
     return df, summary
@@ -323,7 +339,9 @@ def _fmt(mean, std, pct=True, key=""):
     return f"{mean:.2f} ± {std:.2f}"
 
 
-def markdown(summary, cfgs, data, seeds, quick, t_train, t_analysis, fig_name) -> str:
+def markdown(summary, cfgs, data, seeds, quick, t_train, t_analysis, fig_name,
+             seconds: Optional[Dict[Tuple[str, str], List[float]]] = None) -> str:
+    """The summary as a markdown page: settings, one row per (data, method), the figure."""
     lines = [f"# Plain cross-entropy vs Contrastive Temporal Coding{' (quick)' if quick else ''}", ""]
     for d in data:
         c = cfgs[d]
@@ -336,7 +354,13 @@ def markdown(summary, cfgs, data, seeds, quick, t_train, t_analysis, fig_name) -
                      f"checkpoints at epochs {list(c.checkpoints)}.")
     lines += [f"- seeds {list(seeds)}; mean ± sd over seeds; accuracies in %, I(X;T) in nats "
               f"(over all source samples). Training {t_train:.0f} s, analysis {t_analysis:.0f} s "
-              f"on a shared 2-core CPU machine (timings are noisy).", ""]
+              f"on a shared 2-core CPU machine (timings are noisy)."]
+    for d in data:
+        if seconds and (d, "ce") in seconds and (d, "ctc") in seconds:
+            ce, ctc = np.mean(seconds[(d, "ce")]), np.mean(seconds[(d, "ctc")])
+            lines.append(f"- {d}: training time per run CE {ce:.1f} s, CTC {ctc:.1f} s "
+                         f"(CTC / CE = {ctc / ce:.1f}x, same process, 1 thread).")
+    lines.append("")
     cols = [("source_acc_final", "source acc (end)", True),
             ("target_probe_init", "target probe (init)", True),
             ("target_probe_best", "target probe (best)", True),
