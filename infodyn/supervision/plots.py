@@ -93,6 +93,10 @@ def plot_learning(learning, measures: Sequence[str] = ("source_acc", "transfer_a
             if len(ref):
                 ax.axhline(ref["value"].mean(), color=COLORS["raw"], ls="--", lw=1, label="raw features")
             ax.set_xscale("log")
+            ticks = sorted(set(sub["budget"]))
+            ax.set_xticks(ticks)
+            ax.set_xticklabels([str(int(t)) for t in ticks])
+            ax.minorticks_off()
             ax.set_xlabel("number of signals")
             ax.set_title(f"{model}: {measure}", fontsize=10)
             if j == 0:
@@ -148,7 +152,7 @@ def plot_effects(info_sweep=None, learn_sweep=None, measure: str = "few_shot_acc
                 ax.plot(c["param_value"][fin], c["bits"][fin], marker="o", ms=3, color=COLORS.get(s), label=s)
                 capf = np.isfinite(c["capacity_bits"])
                 ax.plot(c["param_value"][capf], c["capacity_bits"][capf], ls=":", color=COLORS.get(s))
-            ax.set_title(f"I(signal; example) vs {p}", fontsize=10)
+            ax.set_title(f"I(signal; example) vs {p} (posterior: inf)", fontsize=9)
             ax.set_xlabel(p)
             ax.set_ylabel("bits")
             ax.set_yscale("symlog", linthresh=1)
