@@ -190,8 +190,7 @@ def error_rows(unit: Unit, message: str, has_target: bool) -> List[Dict[str, Any
     for m in unit.measures:
         for name, task in _measure_names(m, has_target):
             r = unit.base_row()
-            r.update(measure=name, task=task, error=message,
-                     method=m if m not in OTHER_MEASURES else "")
+            r.update(measure=name, task=task, error=message, method=m)
             rows.append(r)
     return rows
 
@@ -252,8 +251,7 @@ def _rows_for(unit: Unit, measure: str, compute) -> List[Dict[str, Any]]:
         msg = f"{type(exc).__name__}: {exc}"
         for name, task in _measure_names(measure, unit.options.get("has_target", False)):
             r = unit.base_row()
-            r.update(measure=name, task=task, error=msg, method=measure if measure not in OTHER_MEASURES else "",
-                     seconds=time.perf_counter() - t0)
+            r.update(measure=name, task=task, error=msg, method=measure, seconds=time.perf_counter() - t0)
             out.append(r)
     return out
 
@@ -376,8 +374,12 @@ def run_unit(unit: Unit) -> List[Dict[str, Any]]:
                     if ds is None or feats is None:
                         continue
                     a, b, c, d = split(ds, feats)
-                    res = fn(a, b, c, d, device=device, seed=seed)
-                    params = {k: v for k, v in getattr(res, "params", {}).items()} if hasattr(res, "params") else {}
+                    if m == "linear_probe":
+                        res = fn(a, b, c, d, device=device, seed=seed)
+                        params = {"l2": res.l2, "train_accuracy": res.train_accuracy, "n_train": res.n_train}
+                    else:  # k-NN has no random choice
+                        res = fn(a, b, c, d, device=device)
+                        params = {"k": res.k, "temperature": res.temperature, "n_train": res.n_train}
                     out.append((name, task, res.accuracy, None, m, params, len(d)))
                 return out
 
@@ -529,7 +531,8 @@ def write_table(df: pd.DataFrame, out: Path) -> List[Path]:
 def analyze(run_dirs, measures: Union[None, str, Sequence[str]] = None, out: Union[None, str, os.PathLike] = None,
             jobs: int = 1, device: str = "auto", *, seed: int = 0, max_samples: Optional[int] = 4096,
             plane_params: Optional[Dict[str, Dict[str, Any]]] = None, batch_size: int = 512, pool: Optional[str] = None,
-            trust: bool = False, progress: bool = True, feature_cache: bool = True) -> pd.DataFrame:
+            trust: bool = False, progress: bool = True, feature_cache: bool = True,
+            threads: Optional[int] = None) -> pd.DataFrame:
     """Every measure on every (checkpoint, layer) of one or more runs, as one tidy table.
 
     Args:
@@ -547,6 +550,9 @@ def analyze(run_dirs, measures: Union[None, str, Sequence[str]] = None, out: Uni
         batch_size, pool: feature extraction settings (``pool`` for conv maps).
         trust: allow full unpickling of checkpoints (only for your own files).
         progress: show a tqdm bar over units.
+        feature_cache: keep extracted features under ``OUT/features`` (keyed by checkpoint content).
+        threads: torch threads per worker; default CPUs // jobs (small models on a busy machine
+            run faster with 1).
 
     Returns:
         the table (:data:`infodyn.tradeoff.COLUMNS`); rows of a failed checkpoint carry ``error``.
@@ -557,7 +563,7 @@ def analyze(run_dirs, measures: Union[None, str, Sequence[str]] = None, out: Uni
     n_jobs = os.cpu_count() or 1 if jobs == -1 else max(1, int(jobs))
     opts = {"seed": int(seed), "max_samples": max_samples, "plane_params": plane_params or {}, "device": device,
             "batch_size": batch_size, "pool": pool, "trust": trust,
-            "threads": max(1, (os.cpu_count() or 1) // n_jobs),
+            "threads": threads or max(1, (os.cpu_count() or 1) // n_jobs),
             "cache_dir": str(outp / "features") if (outp is not None and feature_cache) else None}
     units = plan_units(runs, ms, outp, opts)
     rows: List[Dict[str, Any]] = []

@@ -56,82 +56,104 @@ def _grid(n: int, size=(4.2, 3.6)):
 
 
 def information_plane(df: pd.DataFrame, path, method: Optional[str] = None) -> Optional[Path]:
-    """I(X;T) against I(T;Y) in bits, one panel per configuration, one trajectory per layer
-    (mean over seeds), points coloured by time, arrows pointing forward in time."""
-    traj = tr.trajectories(df, method)
-    if traj.empty:
+    """I(X;T) against I(T;Y) in bits: one row of panels per estimator (or only ``method``), one
+    panel per configuration, one trajectory per layer (mean over seeds), points coloured by time
+    (a colour bar per panel), arrows pointing forward in time."""
+    good = tr.ok_rows(df)
+    methods = sorted(good.loc[good["measure"].isin([tr.IXT, tr.ITY]), "method"].unique(),
+                     key=lambda m: (m != "binning", m))
+    if method is not None:
+        methods = [method]
+    trajs = [t for t in (tr.trajectories(df, m) for m in methods) if not t.empty]
+    if not trajs:
         return None
     plt = _plt()
-    label = traj.attrs.get("time_label", "epoch")
-    mean = traj.groupby(["config", "layer", "time"], as_index=False)[["ixt_bits", "ity_bits"]].mean()
-    configs = sorted(mean["config"].unique())
-    fig, axes = _grid(len(configs))
-    norm = plt.Normalize(mean["time"].min(), max(mean["time"].max(), mean["time"].min() + 1e-9))
+    label = trajs[0].attrs.get("time_label", "epoch")
+    configs = sorted(set().union(*(set(t["config"]) for t in trajs)))
+    ncols = len(configs)
+    fig, axes = plt.subplots(len(trajs), ncols, figsize=(4.4 * ncols, 3.7 * len(trajs)), squeeze=False,
+                             layout="constrained")
     markers = "osD^v<>ph*"
-    sc = None
-    for ax, config in zip(axes, configs):
-        cg = mean[mean["config"] == config]
-        for i, (layer, lg) in enumerate(sorted(cg.groupby("layer"), key=lambda kv: kv[0])):
-            lg = lg.sort_values("time")
-            xs, ys = lg["ixt_bits"].to_numpy(), lg["ity_bits"].to_numpy()
-            ax.plot(xs, ys, color="0.7", lw=0.8, zorder=1)
-            step = max(1, len(xs) // 6)
-            for k in range(0, len(xs) - 1, step):
-                if (xs[k + 1], ys[k + 1]) != (xs[k], ys[k]):
-                    ax.annotate("", xy=(xs[k + 1], ys[k + 1]), xytext=(xs[k], ys[k]),
-                                arrowprops=dict(arrowstyle="->", color="0.35", lw=0.8), zorder=2)
-            sc = ax.scatter(xs, ys, c=lg["time"], cmap="viridis", norm=norm, marker=markers[i % len(markers)],
-                            s=26, edgecolors="k", linewidths=0.3, zorder=3, label=layer)
-        ax.set_title(f"{config} ({traj['method'].iloc[0]})", fontsize=10)
-        ax.set_xlabel("I(X;T) [bits]")
-        ax.set_ylabel("I(T;Y) [bits]")
-        ax.legend(fontsize=7, loc="lower right", title="layer", title_fontsize=7)
-    if sc is not None:
-        fig.colorbar(sc, ax=axes, label=label, shrink=0.9)
+    for row, traj in zip(axes, trajs):
+        mean = traj.groupby(["config", "layer", "time"], as_index=False)[["ixt_bits", "ity_bits"]].mean()
+        for ax, config in zip(row, configs):
+            cg = mean[mean["config"] == config]
+            if cg.empty:
+                ax.set_visible(False)
+                continue
+            norm = plt.Normalize(cg["time"].min(), max(cg["time"].max(), cg["time"].min() + 1e-9))
+            sc = None
+            for i, (layer, lg) in enumerate(sorted(cg.groupby("layer"), key=lambda kv: kv[0])):
+                lg = lg.sort_values("time")
+                xs, ys = lg["ixt_bits"].to_numpy(), lg["ity_bits"].to_numpy()
+                ax.plot(xs, ys, color="0.7", lw=0.8, zorder=1)
+                step = max(1, len(xs) // 6)
+                for k in range(0, len(xs) - 1, step):
+                    if (xs[k + 1], ys[k + 1]) != (xs[k], ys[k]):
+                        ax.annotate("", xy=(xs[k + 1], ys[k + 1]), xytext=(xs[k], ys[k]),
+                                    arrowprops=dict(arrowstyle="->", color="0.35", lw=0.8), zorder=2)
+                sc = ax.scatter(xs, ys, c=lg["time"], cmap="viridis", norm=norm, marker=markers[i % len(markers)],
+                                s=26, edgecolors="k", linewidths=0.3, zorder=3, label=layer)
+            ax.set_title(f"{config} ({traj['method'].iloc[0]})", fontsize=10)
+            ax.set_xlabel("I(X;T) [bits]")
+            ax.set_ylabel("I(T;Y) [bits]")
+            ax.legend(fontsize=7, loc="lower right", title="layer", title_fontsize=7)
+            fig.colorbar(sc, ax=ax, label=label, shrink=0.85)
     return _write_png(fig, path)
 
 
-def _band(ax, sub: pd.DataFrame, label: str, color=None, scale: float = 1.0):
+def _band(ax, sub: pd.DataFrame, label: str, color=None, scale: float = 1.0, clip=None):
     sub = sub.sort_values("time")
     line, = ax.plot(sub["time"], sub["mean"] * scale, label=label, color=color, lw=1.4)
     if (sub["n_seeds"] > 1).any():
-        ax.fill_between(sub["time"], sub["low"] * scale, sub["high"] * scale, color=line.get_color(), alpha=0.2, lw=0)
+        lo, hi = sub["low"] * scale, sub["high"] * scale
+        if clip is not None:
+            lo, hi = lo.clip(*clip), hi.clip(*clip)
+        ax.fill_between(sub["time"], lo, hi, color=line.get_color(), alpha=0.2, lw=0)
     return line
 
 
 def tradeoff_curves(df: pd.DataFrame, path) -> Optional[Path]:
-    """Discriminability (source accuracy) and transferability (target probe accuracy) over
-    training, one panel per layer, one colour per configuration, 95 % bands across seeds."""
+    """Discriminability (source accuracy, solid) and transferability (target accuracy, dashed)
+    over training: one panel per (configuration, layer) that has a transfer measure (else one
+    panel per configuration with its source accuracy); 95 % t bands across seeds, clipped to
+    [0, 1]."""
     bands = tr.seed_bands(df)
     src = tr.source_measure(df)
     tgt = tr.transfer_measure(df)
     if src[0] is None and tgt[0] is None:
         return None
     label = bands.attrs.get("time_label", "epoch")
-    layers = sorted(set(bands.loc[~bands["measure"].isin([tr.SOURCE_ACC]), "layer"]) -
-                    {""}) or sorted(bands["layer"].unique())
+    panels = []
+    if tgt[0] is not None:
+        sel = bands[(bands["measure"] == tgt[0]) & (bands["task"] == tgt[1])]
+        panels = sorted({(c, l) for c, l in zip(sel["config"], sel["layer"])})
+    if not panels:
+        sel = bands[(bands["measure"] == src[0]) & (bands["task"] == src[1])]
+        panels = [(c, None) for c in sorted(sel["config"].unique())]
     plt = _plt()
-    fig, axes = _grid(len(layers))
-    colors = dict(zip(sorted(bands["config"].unique()), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 5))
-    for ax, layer in zip(axes, layers):
-        for config, color in colors.items():
-            cb = bands[bands["config"] == config]
-            if src[0] is not None:
-                s = cb[(cb["measure"] == src[0]) & (cb["task"] == src[1])]
-                if src[0] != tr.SOURCE_ACC:
-                    s = s[s["layer"] == layer]
-                if len(s):
-                    _band(ax, s.groupby("time", as_index=False).mean(numeric_only=True), f"{config}: source ({src[0]})", color)
-            if tgt[0] is not None:
-                t = cb[(cb["measure"] == tgt[0]) & (cb["task"] == tgt[1]) & (cb["layer"] == layer)]
-                if len(t):
-                    ln = _band(ax, t.groupby("time", as_index=False).mean(numeric_only=True),
-                               f"{config}: {tgt[1]} ({tgt[0]})", color)
-                    ln.set_linestyle("--")
-        ax.set_title(f"layer {layer}", fontsize=10)
+    fig, axes = _grid(len(panels))
+    for ax, (config, layer) in zip(axes, panels):
+        cb = bands[bands["config"] == config]
+        if src[0] is not None:
+            s = cb[(cb["measure"] == src[0]) & (cb["task"] == src[1])]
+            if src[0] != tr.SOURCE_ACC and layer is not None:
+                s = s[s["layer"] == layer]
+            if len(s):
+                _band(ax, s.groupby("time", as_index=False).mean(numeric_only=True),
+                      f"source ({src[0]})", "C0", clip=(0, 1))
+        if tgt[0] is not None and layer is not None:
+            t = cb[(cb["measure"] == tgt[0]) & (cb["task"] == tgt[1]) & (cb["layer"] == layer)]
+            if len(t):
+                _band(ax, t.groupby("time", as_index=False).mean(numeric_only=True),
+                      f"{tgt[1]} ({tgt[0]})", "C1", clip=(0, 1)).set_linestyle("--")
+        n = int(cb["n_seeds"].max()) if len(cb) else 0
+        ax.set_title(f"{config}" + (f", layer {layer}" if layer else "") + f" ({n} seed{'s' if n != 1 else ''})",
+                     fontsize=10)
         ax.set_xlabel(label)
         ax.set_ylabel("accuracy [fraction]")
-        ax.legend(fontsize=6)
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=7, loc="lower right")
     fig.suptitle("discriminability (solid) vs transferability (dashed)", fontsize=10)
     return _write_png(fig, path)
 

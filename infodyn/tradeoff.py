@@ -272,7 +272,9 @@ def format_summary(summary: pd.DataFrame) -> str:
     def fmt(m, lo, hi, std, n):
         if not np.isfinite(m):
             return "none"
-        return f"{m:g}" if n <= 1 or not np.isfinite(std) else f"{m:.1f} ±{std:.1f} (95% CI {lo:.1f}..{hi:.1f})"
+        if n <= 1 or not np.isfinite(std):
+            return f"{m:g}"
+        return f"{m:.1f} ±{std:.1f} sd" + (f" (95% CI {lo:.1f}..{hi:.1f})" if n >= 3 else "")
 
     for config, grp in summary.groupby("config", sort=True):
         n = int(grp["n_seeds"].iloc[0])
@@ -324,14 +326,15 @@ class OvercompressionScore:
 
 
 def effective_rank(t: np.ndarray) -> float:
-    """exp(entropy of the normalised singular values) of the centred features (Roy & Vetterli 2007)."""
+    """exp(entropy of the normalised singular values) of the centred features (Roy & Vetterli 2007):
+    RankMe of the centred (n, d) features; 0 when every row is the same."""
+    from infodyn.transfer import rankme
+
     a = np.asarray(t, dtype=np.float64)
-    s = np.linalg.svd(a - a.mean(axis=0), compute_uv=False)
-    if s.sum() <= 0:
+    centred = a - a.mean(axis=0)
+    if not np.any(centred):
         return 0.0
-    p = s / s.sum()
-    p = p[p > 0]
-    return float(np.exp(-(p * np.log(p)).sum()))
+    return rankme(centred, device="cpu")
 
 
 def overcompression_parts(t: Any, y: Any, *, noise_var: float = 0.1, max_samples: int = 2000, seed: int = 0,

@@ -1,0 +1,122 @@
+"""Throughput of `infodyn.analyze`: time per checkpoint as checkpoints grow, 1 vs 2 jobs, cached rerun.
+
+Run:  .venv/bin/python benchmarks/analyze_throughput.py [--quick]
+Writes benchmarks/results/analyze_throughput.md and prints it.
+
+Set-up: an MLP (64-64-32-5, ReLU) trained on digits:0-4 with checkpoints saved every few steps;
+each checkpoint is analysed at layers fc1 and fc2 with the default measures (binning, KDE,
+linear probe and k-NN on source digits:0-4 and target digits:5-9, RankMe, source accuracy,
+over-compression score), i.e. 3 units per checkpoint. Every timing starts from an empty output
+folder (no unit or feature cache) except the cached rerun. The peer for the speed-up is the same
+analysis with one job, run in the same process just before.
+
+The machine is shared (2 cores, other jobs running), so absolute times are noisy; ratios taken
+side by side are the meaningful numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def make_run(root: Path, n_ckpts: int, seed: int = 0) -> Path:
+    import torch
+
+    from infodyn.data import load
+    from infodyn.hooks import CheckpointRecorder
+    from infodyn.models import mlp
+
+    torch.manual_seed(seed)
+    ds = load("digits:0-4", seed=0)
+    model = mlp(64, (64, 32), 5, "relu")
+    run = root / f"bench-n{n_ckpts}"
+    rec = CheckpointRecorder(run, model, at_epochs=list(range(n_ckpts)), total_epochs=n_ckpts - 1,
+                             manifest={"model": "infodyn.models:mlp",
+                                       "model_kwargs": {"in_dim": 64, "hidden": [64, 32], "num_classes": 5,
+                                                        "activation": "relu"},
+                                       "data": {"source": "digits:0-4", "target": "digits:5-9"},
+                                       "layers": ["fc1", "fc2"]})
+    opt = torch.optim.Adam(model.parameters(), 2e-3)
+    x, y = torch.from_numpy(ds.x_train), torch.from_numpy(ds.y_train)
+    for e in range(n_ckpts):
+        for _ in range(3 if e else 0):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        rec.step(epoch=e)
+    return run
+
+
+def timed(run: Path, out: Path, jobs: int, threads: int, fresh: bool = True):
+    from infodyn.analysis import analyze
+
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    t0 = time.perf_counter()
+    df = analyze(run, out=out, jobs=jobs, threads=threads, progress=False)
+    secs = time.perf_counter() - t0
+    assert (df["error"] == "").all(), df[df["error"] != ""]["error"].iloc[0]
+    return secs, df
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer checkpoints (a smoke run)")
+    args = ap.parse_args()
+    sizes = (2, 4) if args.quick else (4, 8, 16)
+    tmp = Path(tempfile.mkdtemp(prefix="infodyn-bench-"))
+    lines = ["# analyze throughput", "",
+             f"`{' '.join(['python', 'benchmarks/analyze_throughput.py'] + sys.argv[1:])}`; "
+             f"{os.cpu_count()} CPUs (shared, busy: timings are noisy); CPU only. "
+             "Run: MLP 64-64-32-5 on digits:0-4, target digits:5-9; layers fc1, fc2; default measures "
+             "(binning, kde, linear_probe, knn, rankme, source_acc, overcompression): 3 units per checkpoint.", ""]
+    try:
+        runs = {n: make_run(tmp, n) for n in sizes}
+        timed(runs[sizes[0]], tmp / "warm", 1, 1)  # imports and first-call costs out of the table
+        lines += ["## Time per checkpoint as checkpoints grow (1 job, 1 torch thread)", "",
+                  "| checkpoints | units | seconds | seconds / checkpoint |", "|---|---|---|---|"]
+        per = []
+        for n in sizes:
+            secs, df = timed(runs[n], tmp / f"out{n}", 1, 1)
+            per.append(secs / n)
+            lines.append(f"| {n} | {3 * n} | {secs:.1f} | {secs / n:.2f} |")
+        slope = np.polyfit(np.array(sizes, float), np.array(per) * np.array(sizes), 1)
+        lines += ["", f"Linear fit: seconds = {slope[0]:.2f} x checkpoints + {slope[1]:.2f}; "
+                  f"per-checkpoint cost ratio largest/smallest = {per[-1] / per[0]:.2f} (1.0 = exactly linear).", ""]
+
+        n = sizes[-1]
+        one, _ = timed(runs[n], tmp / "j1", 1, 1)
+        two, _ = timed(runs[n], tmp / "j2", 2, 1)
+        one_t2, _ = timed(runs[n], tmp / "j1t2", 1, 2)
+        cached, _ = timed(runs[n], tmp / "j2", 1, 1, fresh=False)
+        lines += [f"## Jobs and cache ({n} checkpoints, {3 * n} units)", "",
+                  "| setting | seconds | speed-up vs 1 job, 1 thread |", "|---|---|---|",
+                  f"| 1 job, 1 torch thread | {one:.1f} | 1.00 |",
+                  f"| 1 job, 2 torch threads | {one_t2:.1f} | {one / one_t2:.2f} |",
+                  f"| 2 jobs (joblib loky), 1 thread each | {two:.1f} | {one / two:.2f} |",
+                  f"| cached rerun (every unit cached) | {cached:.2f} | {one / cached:.1f} |", "",
+                  f"Target: 2 jobs >= 1.6x one job: {'met' if one / two >= 1.6 else 'NOT met'} "
+                  f"({one / two:.2f}x). The 2-job time includes starting the worker processes."]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    text = "\n".join(lines) + "\n"
+    if not args.quick:
+        out = ROOT / "benchmarks" / "results" / "analyze_throughput.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
