@@ -102,11 +102,18 @@ def test_upper_not_below_lower():
 
 @pytest.mark.parametrize("kw, needle", [
     (dict(noise_var=0.0), "noise_var"), (dict(noise_var=-1.0), "noise_var"),
-    (dict(noise_var=float("nan")), "noise_var"), (dict(bound="middle"), "bound"),
+    (dict(noise_var=float("nan")), "noise_var"), (dict(noise_var="abc"), "noise_var"),
+    (dict(bound="middle"), "bound"),
 ])
 def test_bad_parameters(kw, needle):
     with pytest.raises(ValueError, match=needle):
         estimate_mi(np.ones((10, 2)), np.arange(10) % 2, method="kde", **kw)
+
+
+def test_numpy_scalar_noise_var():
+    x = np.random.default_rng(7).normal(size=(50, 2))
+    a = estimate_mi(x, x[:, :1], method="kde", noise_var=np.float32(0.25)).nats
+    assert a == pytest.approx(estimate_mi(x, x[:, :1], method="kde", noise_var=0.25).nats, abs=1e-12)
 
 
 def test_torch_tensor_input():

@@ -48,9 +48,13 @@ def _scale(noise_var: float, bound: str) -> float:
     """Denominator of the exponent: 2 var (KL, upper bound) or 8 var (Bhattacharyya, lower bound)."""
     if bound not in BOUNDS:
         raise ValueError(f"bound must be 'upper' or 'lower', got {bound!r}")
-    if not (isinstance(noise_var, (int, float)) and math.isfinite(noise_var) and noise_var > 0):
+    try:
+        v = float(noise_var)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not (math.isfinite(v) and v > 0):
         raise ValueError(f"noise_var must be a positive number, got {noise_var!r}")
-    return (2.0 if bound == "upper" else 8.0) * float(noise_var)
+    return (2.0 if bound == "upper" else 8.0) * v
 
 
 def _log_kernel_sums(

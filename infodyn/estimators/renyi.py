@@ -55,8 +55,9 @@ def kernel_width(a: np.ndarray, rule: str = "silverman", seed: int = 0) -> float
         sigma = gamma * n ** (-1.0 / (4 + d))
     elif rule == "median":
         sub = a if n <= 1000 else a[np.random.default_rng(seed).choice(n, 1000, replace=False)]
-        diff = sub[:, None, :] - sub[None, :, :]
-        dist = np.sqrt((diff**2).sum(-1))[np.triu_indices(sub.shape[0], 1)]
+        from scipy.spatial.distance import pdist
+
+        dist = pdist(sub)  # the n(n-1)/2 distances, no (n, n, d) temporary
         sigma = float(np.median(dist)) if dist.size else 0.0
     else:
         raise ValueError(f"width_rule must be one of {WIDTH_RULES} or give sigma=, got {rule!r}")
