@@ -278,6 +278,9 @@ def _estimate(x: np.ndarray, y: np.ndarray, method: str, p: Dict[str, Any], dev:
     if vals.size > 1:
         half = _Z95 * float(vals.std(ddof=1)) / math.sqrt(vals.size)
         ci = (est - half, est + half)
+        if method == "infonce":  # the bound itself cannot exceed log(eval batch); neither may its interval
+            cap = math.log(test_batches[0].numel())
+            ci = (min(ci[0], cap), min(ci[1], cap))
     used = dict(p)
     used.update(device=str(dev), amp=amp, n_train=int(train.shape[0]), n_val=int(val.shape[0]),
                 n_test=int(test.shape[0]), steps=step, best_step=best_step, test_batches=int(vals.size),
