@@ -560,7 +560,7 @@ def analyze(run_dirs, measures: Union[None, str, Sequence[str]] = None, out: Uni
     ms = parse_measures(measures)
     runs = open_runs(run_dirs)
     outp = Path(out) if out is not None else None
-    n_jobs = os.cpu_count() or 1 if jobs == -1 else max(1, int(jobs))
+    n_jobs = (os.cpu_count() or 1) if jobs == -1 else max(1, int(jobs))
     opts = {"seed": int(seed), "max_samples": max_samples, "plane_params": plane_params or {}, "device": device,
             "batch_size": batch_size, "pool": pool, "trust": trust,
             "threads": threads or max(1, (os.cpu_count() or 1) // n_jobs),

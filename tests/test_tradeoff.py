@@ -183,3 +183,20 @@ def test_score_of_a_model_uses_the_input_of_the_last_linear():
         tr.score_overcompression(nn.Sequential(nn.Tanh()), (x, y))
     with pytest.raises(ValueError, match="pair"):
         tr.score_overcompression(model, x)
+
+
+def test_score_accepts_a_data_set_name_and_a_target():
+    import torch
+    import torch.nn as nn
+
+    from infodyn.data import load
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    ds = load("gaussian-mixture", seed=0)
+    by_name = tr.score_overcompression(model, "gaussian-mixture", target=(ds.x_val, ds.y_val))
+    by_pair = tr.score_overcompression(model, (ds.x_test, ds.y_test))
+    assert by_name.score == pytest.approx(by_pair.score)
+    assert 0.0 <= by_name.extra["target_knn_acc"] <= 1.0
+    assert set(by_name.parts) == {"label_share", "rank_collapse", "within_class_collapse"}
+    assert {"target_label_share", "target_within_class_collapse"} <= set(by_name.extra)
