@@ -80,8 +80,6 @@ def cost_benefit(learning, costs: CostModel = CostModel(), measure: str = "few_s
         larger than this point's (each signal's value at a cost being the best of its budgets
         that cost no more).
     """
-    import pandas as pd
-
     need = {"signal", "model", "budget", "measure", "value", "seed"}
     missing = need - set(learning.columns)
     if missing:
