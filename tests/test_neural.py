@@ -225,12 +225,20 @@ def test_diverging_critic_raises_clear_error():
         (dict(critic="resnet"), "unknown critic"),
         (dict(activation="sine"), "unknown activation"),
         (dict(val_frac=0.5, test_frac=0.5), "val_frac"),
+        (dict(hidden=(0, 4)), "positive layer widths"),
+        (dict(hidden="a,b"), "positive layer widths"),
     ],
 )
 def test_bad_parameters(kw, needle):
     x, y, _ = correlated_gaussian(100, 0.5, seed=16)
     with pytest.raises(ValueError, match=needle):
         estimate_mi(x, y, method="infonce", max_steps=2, **kw)
+
+
+def test_hidden_widths_from_cli_strings():
+    x, y, _ = correlated_gaussian(200, 0.5, seed=22)
+    est = estimate_mi(x, y, method="infonce", hidden="16,8", max_steps=2)
+    assert est.params["hidden"] == (16, 8)
 
 
 def test_too_few_samples():

@@ -51,6 +51,21 @@ _USES_BASELINE = ("tuba", "interpolated")
 _Z95 = 1.959963984540054
 
 
+def _widths(v: Any, name: str, method: str) -> Tuple[int, ...]:
+    """Layer widths from a sequence, a single int, or a string such as "256,256" (the CLI)."""
+    if isinstance(v, str):
+        v = [t for t in v.replace(" ", "").split(",") if t]
+    elif isinstance(v, (int, np.integer)):
+        v = [v]
+    try:
+        out = tuple(int(h) for h in v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{method}: {name} must be a sequence of positive layer widths, got {v!r}") from None
+    if any(h < 1 for h in out):
+        raise ValueError(f"{method}: {name} must be a sequence of positive layer widths, got {v!r}")
+    return out
+
+
 def _resolve(method: str, params: Dict[str, Any]) -> Dict[str, Any]:
     unknown = sorted(set(params) - set(DEFAULTS))
     if unknown:
@@ -58,8 +73,8 @@ def _resolve(method: str, params: Dict[str, Any]) -> Dict[str, Any]:
             f"{method}: unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(sorted(DEFAULTS))}"
         )
     p = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None or k == "clip"}}
-    p["hidden"] = tuple(int(h) for h in p["hidden"])
-    p["baseline_hidden"] = tuple(int(h) for h in p["baseline_hidden"])
+    p["hidden"] = _widths(p["hidden"], "hidden", method)
+    p["baseline_hidden"] = _widths(p["baseline_hidden"], "baseline_hidden", method)
     for key in ("batch_size", "max_steps", "eval_every", "patience", "embed_dim"):
         if int(p[key]) < 1:
             raise ValueError(f"{method}: {key} must be a positive integer, got {p[key]!r}")
