@@ -104,6 +104,9 @@ def test_task_geometry_and_posterior():
     assert (far.posterior.argmax(1) == far.y).mean() > 0.99
     tr = t.sample(40, "transfer", seed=0)
     assert tr.split == "transfer" and tr.y.max() < 3
+    bal = t.sample(62, seed=3, balanced=True)
+    assert sorted(np.bincount(bal.y)) == [10, 10, 10, 10, 11, 11]
+    assert np.array_equal(bal.x, t.sample(62, seed=3, balanced=True).x)
 
 
 def test_hierarchy_groups_prototypes():

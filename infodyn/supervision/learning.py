@@ -201,16 +201,18 @@ class EvalSets:
 
 def make_eval_sets(task: Task, *, probe_per_class: int = 10, test_per_class: int = 50, shots: int = 1,
                    episodes: int = 20, seed: int = 0) -> EvalSets:
-    """Probe and test sets for the source and transfer classes, disjoint from any annotated pool."""
+    """Probe and test sets for the source and transfer classes (balanced), disjoint from any annotated pool."""
+    if probe_per_class < 1 or shots < 1:
+        raise ValueError(f"probe_per_class and shots must be >= 1, got {probe_per_class} and {shots}")
     if task.transfer_classes < 2:
         raise ValueError(f"transfer and few-shot tests need >= 2 transfer classes, task has {task.transfer_classes}")
     k, t = task.classes, task.transfer_classes
     base = 1000 + 10 * int(seed)
-    return EvalSets(
-        task.sample(probe_per_class * k, "source", seed=base + 1),
-        task.sample(test_per_class * k, "source", seed=base + 2),
-        task.sample(max(probe_per_class, 5 * shots) * t, "transfer", seed=base + 3),
-        task.sample(test_per_class * t, "transfer", seed=base + 4),
+    return EvalSets(  # balanced classes: every class has its probe_per_class examples
+        task.sample(probe_per_class * k, "source", seed=base + 1, balanced=True),
+        task.sample(test_per_class * k, "source", seed=base + 2, balanced=True),
+        task.sample(max(probe_per_class, shots) * t, "transfer", seed=base + 3, balanced=True),
+        task.sample(test_per_class * t, "transfer", seed=base + 4, balanced=True),
         int(shots), int(episodes), int(seed),
     )
 

@@ -89,8 +89,9 @@ class Task:
     def dims(self) -> int:
         return int(self.prototypes.shape[1])
 
-    def sample(self, n: int, split: str = "source", seed: int = 0) -> Sample:
-        """Draws n examples with uniformly random classes of the given split ("source"/"transfer")."""
+    def sample(self, n: int, split: str = "source", seed: int = 0, balanced: bool = False) -> Sample:
+        """Draws n examples of the given split ("source"/"transfer"): classes uniformly at random,
+        or with ``balanced`` as equal as n allows (in random order)."""
         if split not in ("source", "transfer"):
             raise ValueError(f"split must be 'source' or 'transfer', got {split!r}")
         n = int(n)
@@ -101,7 +102,7 @@ class Task:
         rng = np.random.default_rng([self.seed, int(seed), 0 if split == "source" else 1])
         k = self.classes if split == "source" else self.transfer_classes
         offset = 0 if split == "source" else self.classes
-        y = rng.integers(0, k, size=n)
+        y = rng.permutation(np.arange(n) % k) if balanced else rng.integers(0, k, size=n)
         mu = self.prototypes[offset + y]
         x = mu + self.spread * rng.standard_normal((n, self.dims))
         sup = None if self.superclass_of is None else self.superclass_of[offset + y]
