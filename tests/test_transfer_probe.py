@@ -143,3 +143,23 @@ def test_cuda_matches_cpu():
     a = linear_probe(x[:400], y[:400], x[400:], y[400:], device="cpu", dtype="float64", tol=1e-8)
     b = linear_probe(x[:400], y[:400], x[400:], y[400:], device="cuda", dtype="float64", tol=1e-8)
     assert abs(a.accuracy - b.accuracy) <= 0.005
+
+
+def test_sweep_with_carried_curvature_reaches_the_fresh_optimum():
+    from infodyn.transfer.probe import _Softmax
+
+    x, y = blobs(400, 10, 3, sep=0.6, seed=10)
+    xt = torch.from_numpy((x - x.mean(0)) / x.std(0))
+    yt = torch.from_numpy(y)
+    swept = _Softmax(10, 3, "cpu", torch.float64)
+    it_swept = it_fresh = 0
+    for l2 in [1.0, 0.1, 0.01, 0.001]:
+        # both stop when the loss stops changing (gradients near 1e-7), so weights agree to ~1e-6
+        it_swept += swept.fit(xt, yt, l2, 2000, 1e-10)  # warm start, memory shifted to the new l2
+        fresh = _Softmax(10, 3, "cpu", torch.float64)
+        it_fresh += fresh.fit(xt, yt, l2, 2000, 1e-10)
+        np.testing.assert_allclose(swept.wt.numpy(), fresh.wt.numpy(), atol=2e-5)
+        # centred biases (softmax is invariant to a common shift)
+        np.testing.assert_allclose(swept.b.numpy() - swept.b.numpy().mean(),
+                                   fresh.b.numpy() - fresh.b.numpy().mean(), atol=2e-5)
+    assert it_swept < it_fresh

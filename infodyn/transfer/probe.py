@@ -119,15 +119,48 @@ class _Softmax:
     def __init__(self, d: int, c: int, device, dtype):
         self.wt = torch.zeros(c, d, device=device, dtype=dtype)
         self.b = torch.zeros(c, device=device, dtype=dtype)
+        self._opt = None  # kept between fits on the same rows (the sweep)
+        self._rows = None
+        self._l2 = None
+
+    def _shift_history(self, dl: float) -> None:
+        """Re-expresses the L-BFGS memory for a penalty changed by ``dl``.
+
+        The penalty's gradient is linear in W, so every stored gradient difference y_i moves
+        by exactly dl * s_i (W part) and the last gradient by dl * W at that point: the
+        curvature learnt at the previous strength stays exact for the new one, and the next
+        fit of the sweep starts with a good inverse-Hessian model instead of a gradient step.
+        """
+        st = self._opt.state[self._opt._params[0]]
+        if st.get("n_iter", 0) == 0 or st.get("prev_flat_grad") is None or st.get("d") is None:
+            return
+        nw = self.wt.numel()
+        w_prev = self.wt.reshape(-1) - st["d"][:nw] * st["t"]
+        st["prev_flat_grad"][:nw].add_(w_prev, alpha=dl)
+        for i, (y, s) in enumerate(zip(st["old_dirs"], st["old_stps"])):
+            y[:nw].add_(s[:nw], alpha=dl)
+            ys = float(y.dot(s))
+            if ys <= 1e-10:  # cannot happen for a convex penalty change; start afresh if it does
+                self._opt = None
+                return
+            st["ro"][i] = 1.0 / ys
 
     def fit(self, x: torch.Tensor, y: torch.Tensor, l2: float, max_iter: int, tol: float) -> int:
         n = x.shape[0]
         onehot = torch.nn.functional.one_hot(y, self.b.shape[0]).to(x.dtype)
         wt, b = self.wt, self.b
-        opt = torch.optim.LBFGS(
-            [wt, b], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
-            tolerance_grad=tol, tolerance_change=1e-12,
-        )
+        if self._opt is not None and self._rows is x:
+            self._shift_history(l2 - self._l2)
+        else:
+            self._opt = None
+        if self._opt is None:
+            self._opt = torch.optim.LBFGS(
+                [wt, b], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
+                tolerance_grad=tol, tolerance_change=1e-12,
+            )
+        self._rows, self._l2 = x, l2
+        opt = self._opt
+        before = int(opt.state[opt._params[0]].get("n_iter", 0))
 
         def closure():
             logits = torch.addmm(b, x, wt.T)
@@ -140,14 +173,15 @@ class _Softmax:
 
         with torch.no_grad():
             opt.step(closure)
-        return int(opt.state[opt._params[0]].get("n_iter", 0))
+        return int(opt.state[opt._params[0]].get("n_iter", 0)) - before
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return torch.addmm(self.b, x, self.wt.T)
 
     def copy(self) -> "_Softmax":
-        out = _Softmax.__new__(_Softmax)
-        out.wt, out.b = self.wt.clone(), self.b.clone()
+        out = _Softmax(self.wt.shape[1], self.wt.shape[0], self.wt.device, self.wt.dtype)
+        out.wt.copy_(self.wt)
+        out.b.copy_(self.b)
         return out
 
 
