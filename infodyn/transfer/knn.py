@@ -10,10 +10,12 @@ scikit-learn's ``KNeighborsClassifier``). Higher is better.
 The (test x train) similarity matrix is never held whole: test rows are processed in blocks.
 Neighbours are found exactly (as a float64 computation would find them, ranking ties aside) but
 fast, by a certified two-stage search: candidates come from a low-precision product (bfloat16
-where the hardware multiplies it natively, else float32), their similarities are recomputed in
-float64 and re-ranked, and a row is accepted only when its k-th float64 similarity exceeds the
-lowest candidate's low-precision similarity by more than the worst-case rounding error of that
-product; other rows go to the next precision, and finally to a plain float64 search.
+on CPUs that multiply it natively, else float32; float32/TF32 on CUDA), their similarities are
+recomputed in float64 and re-ranked, and a row is accepted only when its k-th float64
+similarity exceeds the lowest candidate's low-precision similarity by more than the worst-case
+rounding error of that product; other rows go to the next precision, and finally to a plain
+float64 search. Memory: a normalised float64 copy and a low-precision copy of the training
+features, plus one block of similarities (about 256 MiB).
 """
 from __future__ import annotations
 
@@ -33,7 +35,9 @@ _U32 = 2.0 ** -24  # float32 unit roundoff (accumulation)
 def _levels(device: torch.device):
     """(dtype, growing numbers of extra candidates, input unit roundoff) of each low-precision stage, fastest first."""
     levels = []
-    if device.type == "cuda" or _cpu_has_bf16():
+    # bfloat16 only on CPUs that multiply it natively (oneDNN accumulates in float32); CUDA may
+    # reduce bfloat16 products in reduced precision, which the bound below does not cover
+    if device.type == "cpu" and _cpu_has_bf16():
         levels.append((torch.bfloat16, (32, 128), 2.0 ** -8))
     # on CUDA a float32 product may run in TF32 (10-bit mantissa): bound it as such
     levels.append((torch.float32, (8, 64), 2.0 ** -11 if device.type == "cuda" else _U32))
