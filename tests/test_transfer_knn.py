@@ -138,3 +138,14 @@ def test_cuda_matches_cpu():
     a = knn_accuracy(xtr, ytr, xte, yte, device="cpu", weighted=False)
     b = knn_accuracy(xtr, ytr, xte, yte, device="cuda", weighted=False)
     assert np.array_equal(a.predictions, b.predictions)
+
+
+def test_small_training_set_where_candidates_cover_all_rows():
+    xtr, ytr, xte, yte = clustered(30, 40, 6, 3, 1.0, seed=9)
+    k = 20  # k + extra candidates exceed n_train: every row is re-ranked exactly
+    ref_s, ref_i = brute_neighbours(xtr, xte, k)
+    s, i = knn_mod.knn_neighbours(torch.from_numpy(xtr), torch.from_numpy(xte), k)
+    np.testing.assert_allclose(s.numpy(), ref_s, rtol=0, atol=1e-12)
+    assert np.array_equal(np.sort(i.numpy(), 1), np.sort(ref_i, 1))
+    sk = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute").fit(xtr, ytr)
+    assert np.array_equal(knn_accuracy(xtr, ytr, xte, yte, k=k, weighted=False).predictions, sk.predict(xte))

@@ -282,3 +282,11 @@ def test_cuda_matches_cpu():
     for fn, args in [(logme, (f, y)), (hscore, (f, y)), (nc1, (f, y)), (rankme, (f,)),
                      (linear_cka, (f, f[:, :4])), (leep, (probs, y))]:
         assert fn(*args, device="cuda") == pytest.approx(fn(*args, device="cpu"), rel=1e-9, abs=1e-12)
+
+
+def test_every_public_metric_declares_its_direction():
+    import infodyn.transfer as tr
+
+    for name, flag in HIGHER_IS_BETTER.items():
+        fn = getattr(tr, name)
+        assert fn.higher_is_better is flag

@@ -228,3 +228,6 @@ def knn_accuracy(
     acc = float(np.mean(pred == yte))
     return KNNResult(acc, int(k), float(temperature), bool(weighted), int(xtr.shape[0]),
                      int(xte.shape[0]), pred, time.perf_counter() - t0)
+
+
+knn_accuracy.higher_is_better = True

@@ -309,3 +309,6 @@ def linear_probe(
         coef=final.wt.T.double().cpu().numpy(), intercept=final.b.double().cpu().numpy(),
         mean=mean[0].double().cpu().numpy(), scale=std[0].double().cpu().numpy(), classes=classes,
     )
+
+
+linear_probe.higher_is_better = True
