@@ -61,6 +61,8 @@ def test_matches_sklearn_at_same_regularisation(l2):
     # the same optimum, not only the same accuracy
     np.testing.assert_allclose(res.predict_proba(xte), sk.predict_proba(sc.transform(xte)), atol=1e-4)
     assert 0.5 < res.accuracy < 1.0  # a case where the strength matters
+    assert len(res.sweep) == 1 and res.sweep.l2[0] == l2 and np.isnan(res.sweep.val_accuracy[0])
+    assert res.sweep.C_sklearn[0] == pytest.approx(1.0 / (l2 * 600))
 
 
 def test_float32_default_close_to_sklearn():

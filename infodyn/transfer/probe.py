@@ -40,7 +40,8 @@ class ProbeResult:
         l2: the chosen L2 strength (per-sample scale, see the module docstring).
         sweep: one row per grid value: ``l2``, ``C_sklearn`` (the equivalent scikit-learn C on
             the sweep's training rows), ``val_accuracy``, ``val_loss`` (mean cross-entropy,
-            nats), ``iterations`` (L-BFGS iterations), ``seconds``.
+            nats), ``iterations`` (L-BFGS iterations), ``seconds``. With a single strength
+            there is no validation split: one row, on all training rows, with NaN validation.
         n_train, n_test: rows used. n_classes: classes seen in training.
         predictions: predicted test labels (original label values), shape (n_test,).
         train_accuracy: accuracy of the final model on its own training rows.
@@ -295,7 +296,14 @@ def linear_probe(
     mean, std = _moments(xtr)
     xs_all, xs_te = (xtr - mean) / std, (xte - mean) / std
     final = start if start is not None else _Softmax(xtr.shape[1], n_classes, dev, tdtype)
-    final.fit(xs_all, y_all, best_l2, max_iter, tol)
+    ts = time.perf_counter()
+    final_iters = final.fit(xs_all, y_all, best_l2, max_iter, tol)
+    if len(grid) == 1:  # no sweep: one row for the single fit, without validation numbers
+        sweep_rows.append({
+            "l2": best_l2, "C_sklearn": (1.0 / (best_l2 * xtr.shape[0])) if best_l2 > 0 else float("inf"),
+            "val_accuracy": float("nan"), "val_loss": float("nan"), "iterations": final_iters,
+            "seconds": time.perf_counter() - ts,
+        })
     test_acc, _ = _accuracy_loss(final, xs_te, y_te)
     train_acc, _ = _accuracy_loss(final, xs_all, y_all)
     pred = classes[final.logits(xs_te).argmax(1).cpu().numpy()]
