@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from infodyn.ctc.experiment import Config, configs, penultimate, summarise, train_run
+from infodyn.ctc.experiment import Config, configs, paired, penultimate, summarise, train_run
 from infodyn.models import mlp, small_cnn
 
 
@@ -84,3 +84,16 @@ def test_output_folder_of_the_user_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown data set"):
         run_tradeoff(tmp_path / "new", data=["cifar"])
     assert not (tmp_path / "new").exists()
+
+
+def test_paired_difference_is_per_seed():
+    rows = []
+    for arm, vals in {"ce": [0.70, 0.80, 0.75], "ctc": [0.72, 0.79, 0.80]}.items():
+        for seed, v in enumerate(vals):
+            run = f"toy-{arm}-seed{seed}"
+            rows += [_rows(run, 0, "knn_acc", "target", 0.1), _rows(run, 4, "knn_acc", "target", v)]
+    p = paired(pd.DataFrame(rows)).set_index("data")
+    diffs = np.array([0.02, -0.01, 0.05])
+    assert p.loc["toy", "target_knn mean"] == pytest.approx(diffs.mean())
+    assert p.loc["toy", "target_knn sd"] == pytest.approx(diffs.std(ddof=1))
+    assert p.loc["toy", "target_knn wins"] == "2/3"

@@ -218,7 +218,10 @@ class CTC:
     def loss(self, x: torch.Tensor, f: torch.Tensor, y: Any, idx: Any) -> torch.Tensor:
         """The CTC term for one training batch (add it to the cross-entropy), in nats.
 
-        Updates the memory banks from this batch, so call it once per training step only.
+        Updates the memory banks from this batch, so call it once per training step only. The
+        update is applied at the start of the next call (the backward pass of this step still
+        reads the banks); with gradient accumulation, call ``backward()`` on each micro-batch's
+        loss before the next ``loss()`` call, or autograd reports the bank as modified in place.
 
         Args:
             x: the batch input (used in stage 2 for the snapshot's feature).

@@ -259,7 +259,8 @@ def run_tradeoff(out="ctc_tradeoff", quick: bool = False, seeds: Optional[Sequen
     write_table(df, out)
     summary = summarise(df, cfgs)
     fig = plot(df, cfgs, out / "ctc_tradeoff.png")
-    md = markdown(summary, cfgs, data, seeds, quick, t_train, t_analysis, fig.name, seconds)
+    md = markdown(summary, cfgs, data, seeds, quick, t_train, t_analysis, fig.name, seconds,
+                  paired(df))
     (out / "ctc_tradeoff.md").write_text(md)
     log(md)
     return df, summary
@@ -331,6 +332,48 @@ def summarise(df, cfgs: Dict[str, Config]):
     return agg
 
 
+PAIRED = (("source_acc", "source acc", True), ("target_probe", "target probe", True),
+          ("target_knn", "target k-NN", True), ("I(X;T) kde", "I(X;T) kde", False),
+          ("I(X;T) binning", "I(X;T) binning", False), ("rankme", "RankMe", False))
+
+
+def paired(df):
+    """CTC minus CE at the last checkpoint, per data set and seed (the two arms of a seed share
+    initial weights and batch order). Returns one row per data set: for each quantity the mean
+    and sd of the difference over seeds and how many seeds CTC was higher."""
+    import pandas as pd
+
+    w = _curves(df)
+    last = (w.sort_values("epoch").groupby(["data", "arm", "seed"]).tail(1)
+            .set_index(["data", "seed", "arm"]).sort_index())
+    rows = []
+    for d in dict.fromkeys(w["data"]):
+        r = {"data": d}
+        for k, _, _ in PAIRED:
+            if k not in last:
+                continue
+            sub = last.loc[d, k].unstack("arm")
+            if "ce" not in sub or "ctc" not in sub:
+                continue
+            diff = (sub["ctc"] - sub["ce"]).dropna()
+            r[f"{k} mean"], r[f"{k} sd"] = diff.mean(), diff.std(ddof=1) if len(diff) > 1 else 0.0
+            r[f"{k} wins"] = f"{int((diff > 0).sum())}/{len(diff)}"
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def paired_markdown(p) -> List[str]:
+    keys = [(k, h, pct) for k, h, pct in PAIRED if f"{k} mean" in p]
+    lines = ["CTC minus CE at the end of training, paired by seed (mean ± sd; seeds where CTC is "
+             "higher). Accuracies in points, I(X;T) in nats:", "",
+             "| data | " + " | ".join(f"Δ {h}" for _, h, _ in keys) + " |",
+             "|---|" + "---|" * len(keys)]
+    for _, r in p.iterrows():
+        cells = [f"{_fmt(r[f'{k} mean'], r[f'{k} sd'], pct)} ({r[f'{k} wins']})" for k, _, pct in keys]
+        lines.append(f"| {r['data']} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def _fmt(mean, std, pct=True, key=""):
     if key.endswith("_epoch"):
         return f"{mean:.0f} ± {std:.0f}"
@@ -340,7 +383,7 @@ def _fmt(mean, std, pct=True, key=""):
 
 
 def markdown(summary, cfgs, data, seeds, quick, t_train, t_analysis, fig_name,
-             seconds: Optional[Dict[Tuple[str, str], List[float]]] = None) -> str:
+             seconds: Optional[Dict[Tuple[str, str], List[float]]] = None, pairs=None) -> str:
     """The summary as a markdown page: settings, one row per (data, method), the figure."""
     lines = [f"# Plain cross-entropy vs Contrastive Temporal Coding{' (quick)' if quick else ''}", ""]
     for d in data:
@@ -383,7 +426,10 @@ def markdown(summary, cfgs, data, seeds, quick, t_train, t_analysis, fig_name,
         cells = [_fmt(row[(k, "mean")], row[(k, "std")] if not np.isnan(row[(k, "std")]) else 0.0, p, k)
                  if (k, "mean") in row.index else "" for k, _, p in cols]
         lines.append(f"| {d} | {m} | " + " | ".join(cells) + " |")
-    lines += ["", f"![curves]({fig_name})", ""]
+    lines.append("")
+    if pairs is not None and len(pairs):
+        lines += paired_markdown(pairs)
+    lines += [f"![curves]({fig_name})", ""]
     return "\n".join(lines)
 
 
