@@ -269,14 +269,21 @@ class _CheckpointFailed(Exception):
 def run_unit(unit: Unit) -> List[Dict[str, Any]]:
     """Computes one unit and returns its rows (error rows when its checkpoint could not be used).
 
-    Runs in a joblib worker; caches its rows (atomically) when none failed.
+    Runs in a joblib worker or in-process (then the caller's torch thread count is restored);
+    caches its rows (atomically) when none failed.
     """
-    opts = unit.options
-    threads = opts.get("threads")
-    if threads:
-        import torch
+    import torch
 
-        torch.set_num_threads(int(threads))
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(unit.options.get("threads") or before))
+    try:
+        return _run_unit(unit)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_unit(unit: Unit) -> List[Dict[str, Any]]:
+    opts = unit.options
     has_target = bool(opts.get("has_target"))
     seed = int(opts.get("seed", 0))
     device = opts.get("device", "auto")
@@ -510,21 +517,13 @@ def to_frame(rows: Iterable[Dict[str, Any]]) -> pd.DataFrame:
 
 def write_table(df: pd.DataFrame, out: Path) -> List[Path]:
     """Writes results.csv (and results.parquet when pyarrow is installed), atomically."""
-    from ._atomic import atomic_write_bytes, atomic_write_text
+    from importlib.util import find_spec
 
-    out.mkdir(parents=True, exist_ok=True)
-    written = [out / "results.csv"]
-    atomic_write_text(written[0], df.to_csv(index=False))
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        return written
-    import io
+    from ._atomic import atomic_write_dataframe
 
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    atomic_write_bytes(out / "results.parquet", buf.getvalue())
-    written.append(out / "results.parquet")
+    written = [atomic_write_dataframe(Path(out) / "results.csv", df)]
+    if find_spec("pyarrow") is not None:
+        written.append(atomic_write_dataframe(Path(out) / "results.parquet", df, index=False))
     return written
 
 
@@ -551,8 +550,9 @@ def analyze(run_dirs, measures: Union[None, str, Sequence[str]] = None, out: Uni
         trust: allow full unpickling of checkpoints (only for your own files).
         progress: show a tqdm bar over units.
         feature_cache: keep extracted features under ``OUT/features`` (keyed by checkpoint content).
-        threads: torch threads per worker; default CPUs // jobs (small models on a busy machine
-            run faster with 1).
+        threads: torch threads per worker (default 1: the units are many and small, so they
+            parallelise across ``jobs``; extra threads per worker slowed a shared machine down
+            badly, see benchmarks/results/analyze_throughput.md).
 
     Returns:
         the table (:data:`infodyn.tradeoff.COLUMNS`); rows of a failed checkpoint carry ``error``.
@@ -563,7 +563,7 @@ def analyze(run_dirs, measures: Union[None, str, Sequence[str]] = None, out: Uni
     n_jobs = (os.cpu_count() or 1) if jobs == -1 else max(1, int(jobs))
     opts = {"seed": int(seed), "max_samples": max_samples, "plane_params": plane_params or {}, "device": device,
             "batch_size": batch_size, "pool": pool, "trust": trust,
-            "threads": threads or max(1, (os.cpu_count() or 1) // n_jobs),
+            "threads": threads or 1,
             "cache_dir": str(outp / "features") if (outp is not None and feature_cache) else None}
     units = plan_units(runs, ms, outp, opts)
     rows: List[Dict[str, Any]] = []

@@ -23,9 +23,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
-
-import numpy as np
+from typing import Callable, Dict, List, Optional
 
 MARKER = ".infodyn-demo"
 DONE = "demo-run.json"  # in each run folder once its training finished: the run's settings

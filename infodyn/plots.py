@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
-import numpy as np
 import pandas as pd
 
 from . import tradeoff as tr
@@ -131,7 +130,6 @@ def tradeoff_curves(df: pd.DataFrame, path) -> Optional[Path]:
     if not panels:
         sel = bands[(bands["measure"] == src[0]) & (bands["task"] == src[1])]
         panels = [(c, None) for c in sorted(sel["config"].unique())]
-    plt = _plt()
     fig, axes = _grid(len(panels))
     for ax, (config, layer) in zip(axes, panels):
         cb = bands[bands["config"] == config]
