@@ -56,10 +56,11 @@ ALGORITHMS = ("auto", "brute", "tree")
 DEFAULT_NORM = "max"
 #: "auto" uses the tree on CPU when the joint dimension (dx + dy, or dx for labels) is at most this
 #: (from benchmarks/results/mi_speed.md), and brute force above it or on CUDA.
-TREE_MAX_DIM = 4
+TREE_MAX_DIM = 10
+#: on CPU a block holds at most about this many distances per matrix (cache-sized)
+CPU_BLOCK_ELEMS = 2**16
 #: parameters other estimators share; a generic caller may pass them to every method
 _OTHER_SHARED = {"n_bins", "bin_width", "noise_var", "alpha"}
-_U = float(np.finfo(np.float64).eps)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -86,57 +87,95 @@ def preprocess(a: np.ndarray, *, standardize: bool, noise: float, rng: np.random
 
 class _Space:
     """The points of one space and the distances between them, in "units": the distance itself for
-    the max norm, its square for the Euclidean norm (monotone, so comparisons are unchanged)."""
+    the max norm, its square for the Euclidean norm (monotone, so comparisons are unchanged).
 
-    def __init__(self, a: np.ndarray, norm: str, device):
+    Blocks are computed fast and approximately (float32 differences for the max norm, the float64
+    Gram identity for the Euclidean norm in d > 1) within a proven per-row bound :meth:`tol`; :meth:`pairs` and :meth:`exact_block` give the reference values, in float64
+    from coordinate differences.
+    """
+
+    def __init__(self, a: np.ndarray, norm: str, device, fast: bool = True):
         import torch
 
         self.torch = torch
         t = torch.as_tensor(a, dtype=torch.float64, device=device)
+        t = t - t.mean(0)  # distances unchanged; smaller magnitudes -> smaller rounding bounds
+        self.a = t
         self.d = t.shape[1]
         self.squared = norm == "euclidean"
         self.gram = self.squared and self.d > 1
+        # float32 for max-norm blocks; the Gram identity stays in float64, as its float32 bound
+        # (relative to |a|^2, not to the distance) would send most rows to the exact fallback
+        f32 = fast and not self.gram
+        self.approx_dtype = torch.float32 if f32 else torch.float64
+        u = 2.0**-24 if f32 else 2.0**-53  # unit roundoff of the block arithmetic
         if self.gram:
-            t = t - t.mean(0)  # smaller norms -> smaller rounding in the Gram identity
-            self.sq = (t * t).sum(1)
-            nrm = self.sq.sqrt()
-            # bound on |Gram-identity value - sum of squared differences|, per query row
-            self.tol_rows = 4.0 * (self.d + 3) * _U * (nrm + nrm.max()) ** 2
-        self.a = t
-        self.at = t.t().contiguous()
+            self.ap = t.to(self.approx_dtype)
+            self.sq = (self.ap * self.ap).sum(1)
+            self.mag = t.norm(dim=1)
+            # |Gram value - sum of squared differences| <= (d + 3) u (|a| + |b|)^2 (+ the rounding
+            # of the inputs), with a factor 8 of margin
+            self.c = 8.0 * (self.d + 4) * u
+        elif f32:
+            self.ap = t.to(torch.float32)
+            self.mag = t.abs().amax(1)
+            # |fl32(a - b) - (a - b)| <= 2u (|a| + |b|) per coordinate; the max adds no error
+            self.c = 8.0 * u
+        else:
+            self.ap = t
+            self.c = None
+        self.apt = self.ap.t().contiguous()
 
     def block(self, rows, cols=None):
-        """Distances (B, m) from points ``rows`` to points ``cols`` (all when None); approximate
-        within :meth:`tol` when Gram, exact otherwise."""
+        """Distances (B, m) from points ``rows`` to points ``cols`` (all when None), within
+        :meth:`tol` of the reference."""
         torch = self.torch
-        q = self.a[rows]
-        p = self.a if cols is None else self.a[cols]
+        q = self.ap[rows]
         if self.gram:
+            p = self.ap if cols is None else self.ap[cols]
             sp = self.sq if cols is None else self.sq[cols]
             out = torch.addmm(sp, q, p.t(), beta=1.0, alpha=-2.0)
             return out.add_(self.sq[rows].unsqueeze(1))
-        out = torch.cdist(q, p, p=float("inf")) if self.d > 1 else (q - p.t()).abs_()
+        out = _chebyshev(q, self.apt if cols is None else self.apt[:, cols])
         return out.square_() if self.squared else out
 
-    def tol(self, rows):
-        if not self.gram:
+    def tol(self, rows, thr):
+        """Bound (B,) float64 on |block - reference| for every pair of row i that could fall on
+        the other side of the threshold ``thr`` (B,) (in units); None when blocks are exact.
+
+        A pair (i, j) has error <= c (|a_i| + |a_j|)^2 (Gram) or c (|a_i| + |a_j|) (max norm),
+        where |a| is the Euclidean or max norm of a centred point. A point with |a_j| > |a_i| + t*,
+        t* = max(2 sqrt(thr), 10 sqrt(c) |a_i|) (Gram; 2 thr and 10 c |a_i| for the max norm) lies
+        so far from point i that both its block value and its reference exceed thr + tol, so the
+        bound needs only |a_j| <= |a_i| + t*.
+        """
+        if self.c is None:
             return None
-        return self.tol_rows[rows]
+        a = self.mag[rows]
+        c = self.c
+        thr = thr.clamp_min(0)
+        if self.gram:
+            far = torch_max(2.0 * thr.sqrt(), 10.0 * math.sqrt(c) * a)
+            return c * (2.0 * a + far) ** 2
+        r = thr.sqrt() if self.squared else thr
+        e = c * (2.0 * a + torch_max(2.0 * r, 10.0 * c * a))
+        return e * (2.0 * r + 3.0 * e) if self.squared else e
 
     def pairs(self, rows, idx):
-        """Exact distances (B, m) from points ``rows`` (B,) to points ``idx`` (B, m)."""
+        """Reference distances (B, m) from points ``rows`` (B,) to points ``idx`` (B, m)."""
         diff = self.a[idx] - self.a[rows].unsqueeze(1)
         if self.squared:
             return (diff * diff).sum(-1)
         return diff.abs_().amax(-1)
 
     def exact_block(self, rows, cols=None, max_elems: int = 1 << 22):
-        """Exact distances (B, m), computed from coordinate differences in column chunks."""
+        """Reference distances (B, m) in float64, from coordinate differences in column chunks."""
         torch = self.torch
         q = self.a[rows]
         p = self.a if cols is None else self.a[cols]
         if not self.gram:
-            return self.block(rows, cols)
+            out = _chebyshev(q, p.t().contiguous())
+            return out.square_() if self.squared else out
         m = p.shape[0]
         out = torch.empty(q.shape[0], m, dtype=q.dtype, device=q.device)
         step = max(1, max_elems // max(1, q.shape[0] * self.d))
@@ -146,23 +185,102 @@ class _Space:
         return out
 
 
-def _block_rows(n: int, memory_mb: float, n_mats: int = 6, cap: int = 2048) -> int:
-    """Query rows per block so that ``n_mats`` (B, n) float64 matrices fit in ``memory_mb``."""
-    if memory_mb <= 0:
+def _chebyshev(q, pt):
+    """max_c |q_ic - pt_cj|, (B, m), for q (B, d) and pt (d, m) contiguous; exact in the inputs'
+    dtype. A loop over coordinates on a cache-sized block is several times faster on CPU than
+    torch.cdist(p=inf)."""
+    import torch
+
+    out = (q[:, 0:1] - pt[0]).abs_()
+    if q.shape[1] > 1:
+        tmp = torch.empty_like(out)
+        for c in range(1, q.shape[1]):
+            torch.maximum(out, torch.sub(q[:, c:c + 1], pt[c], out=tmp).abs_(), out=out)
+    return out
+
+
+def torch_max(a, b):
+    return a.maximum(b)
+
+
+def _max_tol(tx, ty):
+    if tx is None:
+        return ty
+    if ty is None:
+        return tx
+    return tx.maximum(ty)
+
+
+def _thr(thr, tol, sign: float, dtype):
+    """Threshold ``thr + sign * tol`` (float64, (B,)) as a (B, 1) column of the block's dtype,
+    rounded outward so that the band stays conservative."""
+    import torch
+
+    if tol is not None:
+        thr = thr + sign * (tol + thr.abs() * 2.0**-22)
+    out = thr.to(dtype).unsqueeze(1)
+    if dtype != thr.dtype and tol is not None:
+        out = torch.nextafter(out, torch.full_like(out, sign * float("inf")))
+    return out
+
+
+def _count(d, thr, tol, *, strict: bool):
+    """(#{j: d_ij < thr_i} (or <=), rows where that count could differ for the reference
+    distances) given a per-row rounding bound ``tol`` (B,) float64 or None."""
+    import torch
+
+    op = d.lt if strict else d.le
+
+    def cnt(t):  # summing bytes is about twice as fast as summing bools
+        return op(t).view(torch.uint8).sum(1, dtype=torch.int64)
+
+    if tol is None:
+        return cnt(_thr(thr, None, 0.0, d.dtype)), _false(d)
+    lo = cnt(_thr(thr, tol, -1.0, d.dtype))
+    hi = cnt(_thr(thr, tol, 1.0, d.dtype))
+    return lo, hi != lo
+
+
+def _false(d):
+    return d.new_zeros(d.shape[0]).bool()
+
+
+def _block_rows(n: int, memory_mb: float, dev, n_mats: int = 6) -> int:
+    """Query rows per block: ``n_mats`` (B, n) float64 matrices within ``memory_mb``; on CPU also
+    at most ~2^19 elements per matrix, so that a block stays in cache (measured: a 32 x 20000 float32
+    block is about twice as fast per element as a 512 x 20000 one)."""
+    if not memory_mb > 0:
         raise ValueError(f"memory_mb must be positive, got {memory_mb}")
-    return int(max(1, min(cap, (memory_mb * 2**20) // (8 * n_mats * max(n, 1)))))
+    rows = int((memory_mb * 2**20) // (8 * n_mats * max(n, 1)))
+    if dev.type == "cpu":
+        rows = min(rows, max(8, CPU_BLOCK_ELEMS // max(n, 1)))
+    return max(1, min(rows, 4096))
 
 
 # ----------------------------------------------------------------------------------------------
 # KSG, brute force in blocks
 
 
+def _below(vals, tol, ref):
+    """Rows where an approximate value ``vals`` (B,) could be below ``ref`` (B,) float64 (or equal,
+    which also matters for a neighbour set)."""
+    v = vals.to(ref.dtype)
+    if tol is not None:
+        v = v - tol - v.abs() * 2.0**-22
+    return v <= ref
+
+
 def _ksg_brute(sx: _Space, sy: _Space, k: int, variant: int, memory_mb: float):
-    """Counts (n_x, n_y) as int64 numpy arrays (n,), per the variant's definition."""
-    torch = sx.torch
+    """Counts (n_x, n_y) as int64 numpy arrays (n,), per the variant's definition.
+
+    Each block: approximate distances, the k joint neighbours by topk, their reference distances,
+    then counts over the other points from the block with a rounding band; rows where the band or
+    the neighbour set is in doubt are recomputed from reference distances."""
+    import torch
+
     n = sx.a.shape[0]
     dev = sx.a.device
-    B = _block_rows(n, memory_mb)
+    B = _block_rows(n, memory_mb, dev)
     nx_all = torch.empty(n, dtype=torch.int64, device=dev)
     ny_all = torch.empty(n, dtype=torch.int64, device=dev)
     inf = float("inf")
@@ -175,68 +293,40 @@ def _ksg_brute(sx: _Space, sy: _Space, k: int, variant: int, memory_mb: float):
         dy = sy.block(rows)
         dx[ar, rows] = inf
         dy[ar, rows] = inf
-        z = torch.maximum(dx, dy)
-        vals, idx = torch.topk(z, kc, dim=1, largest=False, sorted=True)
-        del z
+        vals, idx = torch.topk(torch.maximum(dx, dy), kc, dim=1, largest=False, sorted=True)
         mem = idx[:, :k]
         ex_x, ex_y = sx.pairs(rows, mem), sy.pairs(rows, mem)
-        ex_z = torch.maximum(ex_x, ex_y)
-        eps = ex_z.amax(1)  # k-th joint distance (exact) when the neighbour set is right
-        tx, ty = sx.tol(rows), sy.tol(rows)
-        tz = None if tx is None and ty is None else torch.maximum(
-            tx if tx is not None else torch.zeros_like(ty), ty if ty is not None else torch.zeros_like(tx))
-        if kc > k:
-            spare = vals[:, k] if tz is None else vals[:, k] - tz
-            # variant 1 needs only the k-th distance; variant 2 needs the set itself
-            unsure = spare < eps if variant == 1 else spare <= eps
-        else:
-            unsure = torch.zeros(b, dtype=torch.bool, device=dev)
-        # the k neighbours are counted from their exact distances, the rest from the block
+        eps = torch.maximum(ex_x, ex_y).amax(1)  # k-th joint distance when the set is right
+        tz = _max_tol(sx.tol(rows, eps), sy.tol(rows, eps))
+        unsure = _below(vals[:, k], tz, eps) if kc > k else _false(eps)
+        # the k neighbours are counted from their reference distances, the others from the block
         dx.scatter_(1, mem, inf)
         dy.scatter_(1, mem, inf)
         if variant == 1:
-            thr_x = thr_y = eps.unsqueeze(1)
-            cx = (ex_x < thr_x).sum(1)
-            cy = (ex_y < thr_y).sum(1)
-            nx, ux = _count(dx, thr_x, tx, strict=True)
-            ny, uy = _count(dy, thr_y, ty, strict=True)
+            nx, ux = _count(dx, eps, sx.tol(rows, eps), strict=True)
+            ny, uy = _count(dy, eps, sy.tol(rows, eps), strict=True)
+            nx += (ex_x < eps.unsqueeze(1)).sum(1)
+            ny += (ex_y < eps.unsqueeze(1)).sum(1)
         else:
-            thr_x = ex_x.amax(1, keepdim=True)
-            thr_y = ex_y.amax(1, keepdim=True)
-            cx = cy = torch.full((b,), k, dtype=torch.int64, device=dev)
-            nx, ux = _count(dx, thr_x, tx, strict=False)
-            ny, uy = _count(dy, thr_y, ty, strict=False)
+            thx, thy = ex_x.amax(1), ex_y.amax(1)
+            nx, ux = _count(dx, thx, sx.tol(rows, thx), strict=False)
+            ny, uy = _count(dy, thy, sy.tol(rows, thy), strict=False)
+            nx += k
+            ny += k
         del dx, dy
-        nx_all[rows] = nx + cx
-        ny_all[rows] = ny + cy
+        nx_all[rows] = nx
+        ny_all[rows] = ny
         unsure |= ux | uy
         if bool(unsure.any()):
             bad = rows[unsure]
-            ex_nx, ex_ny = _ksg_exact_rows(sx, sy, bad, k, variant)
-            nx_all[bad] = ex_nx
-            ny_all[bad] = ex_ny
+            nx_all[bad], ny_all[bad] = _ksg_exact_rows(sx, sy, bad, k, variant)
     return nx_all.cpu().numpy(), ny_all.cpu().numpy()
 
 
-def _count(d, thr, tol, *, strict: bool):
-    """#{j: d_ij < thr_i} (or <=) and, under a rounding bound ``tol`` (B,), the rows where the
-    count could differ in exact arithmetic."""
-    op = d.lt if strict else d.le
-    if tol is None:
-        return op(thr).sum(1), _false(d)
-    t = tol.unsqueeze(1)
-    lo = op(thr - t).sum(1)
-    hi = op(thr + t).sum(1)
-    return lo, hi != lo
-
-
-def _false(d):
-    return d.new_zeros(d.shape[0]).bool()
-
-
 def _ksg_exact_rows(sx: _Space, sy: _Space, rows, k: int, variant: int):
-    """KSG counts for ``rows`` from exact distances (the fallback of the Gram path)."""
-    torch = sx.torch
+    """KSG counts for ``rows`` from reference distances (the fallback of the fast path)."""
+    import torch
+
     inf = float("inf")
     ar = torch.arange(rows.shape[0], device=rows.device)
     dx = sx.exact_block(rows)
@@ -259,10 +349,11 @@ def _ksg_exact_rows(sx: _Space, sy: _Space, rows, k: int, variant: int):
 
 def _ross_brute(sx: _Space, labels: np.ndarray, k: int, memory_mb: float):
     """(k_i, N_{y_i}, m_i) for the kept points (classes with >= 2 samples), as numpy arrays."""
-    torch = sx.torch
+    import torch
+
     dev = sx.a.device
     n = sx.a.shape[0]
-    B = _block_rows(n, memory_mb, n_mats=3)
+    B = _block_rows(n, memory_mb, dev, n_mats=3)
     inf = float("inf")
     ks, ns, ms = [], [], []
     for c in np.unique(labels):
@@ -277,22 +368,21 @@ def _ross_brute(sx: _Space, labels: np.ndarray, k: int, memory_mb: float):
             rows = cols[s:s + B]
             b = rows.shape[0]
             ar = torch.arange(b, device=dev)
-            local = torch.arange(s, s + b, device=dev)
             dc = sx.block(rows, cols)
-            dc[ar, local] = inf
+            dc[ar, ar + s] = inf
             vals, li = torch.topk(dc, kc, dim=1, largest=False, sorted=True)
             del dc
             mem = cols[li[:, :kk]]  # global indices of the kk within-class neighbours
             ex = sx.pairs(rows, mem)
             r = ex.amax(1)
-            tol = sx.tol(rows)
-            unsure = (vals[:, kk] - (0 if tol is None else tol) < r) if kc > kk else _false(ex)
+            tol = sx.tol(rows, r)
+            unsure = _below(vals[:, kk], tol, r) if kc > kk else _false(r)
             d = sx.block(rows)
             d[ar, rows] = inf
             d.scatter_(1, mem, inf)
-            m, um = _count(d, r.unsqueeze(1), tol, strict=True)
+            m, um = _count(d, r, tol, strict=True)
             del d
-            m = m + (ex < r.unsqueeze(1)).sum(1) + 1  # + the neighbours strictly inside + itself
+            m += (ex < r.unsqueeze(1)).sum(1) + 1  # the neighbours strictly inside, and itself
             unsure |= um
             if bool(unsure.any()):
                 bad = unsure.nonzero().squeeze(1)
@@ -306,7 +396,8 @@ def _ross_brute(sx: _Space, labels: np.ndarray, k: int, memory_mb: float):
 
 
 def _ross_exact_rows(sx: _Space, rows, cols, kk: int):
-    torch = sx.torch
+    import torch
+
     inf = float("inf")
     dc = sx.exact_block(rows, cols)
     dc[cols.unsqueeze(0) == rows.unsqueeze(1)] = inf
