@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -81,7 +82,9 @@ def main(argv=None):
         "# KDE and Renyi at large n: time and peak memory",
         "",
         f"d = {args.d}, device {dev}, torch {torch.__version__}; each case in a fresh process. "
-        "Shared busy 2-core machine: times are noisy.",
+        f"Shared busy 2-core machine (1-min load average {os.getloadavg()[0]:.1f} at the start): wall times "
+        "are noisy, CPU seconds are the cleaner figure. No case holds an n x n matrix: compare peak RSS "
+        "with the last column.",
         f"Command: `.venv/bin/python benchmarks/kernel_scale.py --sizes {' '.join(map(str, args.sizes))} --d {args.d}`",
         "",
         "| case | n | wall s | CPU s | peak RSS (MiB) | base RSS (MiB) | GPU peak (MiB) | value (nats) | path | dense n x n float64 (MiB) |",
