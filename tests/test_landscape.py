@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from infodyn.landscape._common import cpu_threads
-from infodyn.landscape import (barrier_height, checkpoint_measures, gradient_norm, gradient_principal_share,
+from infodyn.landscape import (HessianOperator, barrier_height, checkpoint_measures, gradient_norm, gradient_principal_share,
                                hessian_top_eigenvalue, hessian_trace, hessian_vector_product, loss_path,
                                measure_names, sharpness_vs_transfer, trajectory_distances, weight_distance)
 
@@ -122,6 +122,21 @@ def test_linear_least_squares_hessian():
     assert np.allclose(hessian_vector_product(model, loss, batches, v).numpy(), h @ v.numpy(), atol=1e-12)
     t = hessian_trace(model, loss, batches, samples=100, seed=2)
     assert abs(t.value - np.trace(h)) <= 3 * t.stderr
+
+
+def test_retained_graphs_give_the_same_products():
+    model, loss, batches, x, y, h = linear_problem()
+    v = torch.tensor(np.random.default_rng(3).normal(size=6))
+    for retain in (True, False, "auto"):
+        op = HessianOperator(model, loss, batches, retain_graph=retain)
+        assert np.allclose(op(v).numpy(), h @ v.numpy(), atol=1e-12)
+        assert np.allclose(op(2 * v).numpy(), 2 * h @ v.numpy(), atol=1e-12)  # second call: reused graphs
+        assert (op._graphs is not None) == (retain is True) and op.n_hvp == 2
+    one = HessianOperator(model, loss, [(x, y)])  # "auto" keeps the single batch's graph
+    assert np.allclose(one(v).numpy(), h @ v.numpy(), atol=1e-12) and one._graphs is not None
+    assert np.allclose(one(v).numpy(), h @ v.numpy(), atol=1e-12)
+    with pytest.raises(ValueError, match="retain_graph"):
+        HessianOperator(model, loss, batches, retain_graph="yes")
 
 
 def test_products_never_form_the_hessian():

@@ -43,10 +43,11 @@ _NAMES = {"sharpness": ["sharpness"], "hessian_trace": ["hessian_trace"], "grad_
 #: Defaults of ``options``.
 DEFAULTS: Dict[str, Any] = {
     "max_samples": 1024,     # samples for curvature, gradient norm and the loss path
-    "batch_size": 256,       # batch size of those passes (memory only; the value does not depend on it)
+    "batch_size": 1024,      # batch size of those passes (memory only; the value does not depend on it;
+                             # one batch lets the Hessian products reuse its gradient graph)
     "pc_batch_size": 64,     # minibatch size for grad_pc
     "pc_batches": 16,        # number of minibatches for grad_pc (drawn without replacement while they last)
-    "iters": 100, "tol": 1e-4, "eig_method": "power",
+    "iters": 100, "tol": 1e-4, "eig_method": "lobpcg",
     "trace_samples": 32, "n_boot": 200, "path_points": 11,
     "num_threads": "auto",   # CPU threads ("auto": 1 for models under 200k parameters)
 }
