@@ -206,6 +206,24 @@ def test_one_vote_equals_one_label_and_more_votes_tell_more():
     assert all(a < b for a, b in zip(vals, vals[1:]))
 
 
+def test_monte_carlo_soft_information_agrees_with_exact():
+    s = make_task(classes=5, dims=8, seed=2).sample(1500, seed=0)
+    for about in ("example", "class"):
+        exact = signal_information(s, "soft", votes=4, noise=0.1, about=about)
+        mc = signal_information(s, "soft", votes=4, noise=0.1, about=about, method="mc", ci=0.99, seed=1)
+        assert mc.method == "mc" and mc.ci[0] <= exact.nats <= mc.ci[1], (about, exact, mc)
+        assert mc.ci[1] - mc.ci[0] < 0.2
+    with pytest.raises(ValueError, match="soft labels"):
+        signal_information(s, "hard", method="mc")
+
+
+def test_information_table_falls_back_to_monte_carlo_for_many_patterns():
+    t = make_task(classes=40, dims=8, seed=0)
+    df = information_table(t, signals=("soft",), votes=12, n=300)
+    assert list(df["method"]) == ["mc", "mc"]
+    assert (df["ci_low_bits"] <= df["capacity_bits"]).all() and (df["bits"] > 0).all()
+
+
 def test_triplet_information_closed_form():
     s = make_task(classes=4, dims=6, seed=0).sample(400, seed=0)
     eps = 0.2

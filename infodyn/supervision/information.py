@@ -14,6 +14,10 @@ Methods:
   exact; X (and the class) are averaged over the sample, i.e. I(S;X) = H(E_x p(s|x)) -
   E_x H(p(s|x)) with X uniform over the n examples. This never exceeds the capacity (H(S) <=
   log2 |S|), and needs no draw of the signal. A continuous posterior about the example is inf.
+- ``"mc"`` (soft labels only): one drawn vote pattern per example, scored with the exact
+  mixture p(s) = E_x p(s|x); unbiased, with a normal interval from its standard error (95% unless
+  ``ci`` says otherwise). For when there are too many vote patterns to enumerate;
+  :func:`information_table` switches to it automatically past ``MAX_OUTCOMES``.
 - ``"plugin"``: one drawn signal per example (or triplet); plug-in (maximum-likelihood) mutual
   information of the discrete table signal x class; only ``about="class"``. Also never above the
   capacity, since the plug-in entropy of S is at most log of its number of observed values.
@@ -124,6 +128,37 @@ def _soft_exact(q: np.ndarray, votes: int, groups: Optional[np.ndarray], block: 
     return float(max(_entropy(ps) - h_cond, 0.0))
 
 
+def _soft_mc(q: np.ndarray, votes: int, groups: Optional[np.ndarray], seed: int, block: int = 1024):
+    """Monte-Carlo I(S;X) or I(S;Y) for m-vote soft labels, for when the patterns are too many to list.
+
+    One vote pattern s_i is drawn per example from p(s | x_i); then, with the exact mixture
+    p(s) = mean_j p(s | x_j) (and p(s | y) = mean over the class's examples),
+    I(S;X) = E[log p(s|x) - log p(s)] and I(S;Y) = E[log p(s|y) - log p(s)], averaged over the
+    draws. Unbiased for X uniform over the sample; returns (nats, standard error of the mean).
+    """
+    from scipy.special import gammaln, logsumexp
+
+    from .simulate import Sample, soft_labels
+
+    n, k = q.shape
+    fake = Sample(np.zeros((n, 1)), np.zeros(n, dtype=np.int64), np.log(np.clip(q, 1e-300, None)), None, "source")
+    counts = soft_labels(fake, votes, 0.0, seed).astype(np.float64)  # q already holds the noise
+    logq = np.log(np.clip(q, 1e-300, None))
+    const = gammaln(votes + 1) - gammaln(counts + 1).sum(1)
+    terms = np.empty(n)
+    for start in range(0, n, block):  # rows of draws x all examples, bounded memory
+        lp = counts[start:start + block] @ logq.T + const[start:start + block, None]  # log p(s_i | x_j)
+        log_mix = logsumexp(lp, axis=1) - np.log(n)
+        if groups is None:
+            own = lp[np.arange(lp.shape[0]), np.arange(start, start + lp.shape[0])]
+        else:
+            gi = groups[start:start + block]
+            same = gi[:, None] == groups[None, :]
+            own = logsumexp(np.where(same, lp, -np.inf), axis=1) - np.log(same.sum(1))
+        terms[start:start + block] = own - log_mix
+    return float(terms.mean()), float(terms.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
+
+
 def _triplet_pattern(y: np.ndarray, index: np.ndarray) -> np.ndarray:
     return 2 * (y[index[:, 0]] == y[index[:, 1]]) + (y[index[:, 0]] == y[index[:, 2]])
 
@@ -133,6 +168,14 @@ def _codes(values: np.ndarray) -> np.ndarray:
     if values.ndim == 1:
         return values.astype(np.int64)
     return np.unique(values, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+def _normal_quantile(p: float) -> float:
+    from scipy.stats import norm
+
+    if not 0 < p < 1:
+        raise ValueError(f"ci must be a confidence level in (0, 1), got {2 * p - 1}")
+    return float(norm.ppf(p))
 
 
 def _bootstrap(fn: Callable[[np.ndarray], float], n: int, ci: float, n_boot: int, seed: int):
@@ -166,7 +209,7 @@ def signal_information(
         votes: annotators per soft label.
         noise: probability that an annotator's answer is replaced by a random one.
         about: ``"example"`` (I(S;X)) or ``"class"`` (I(S;Y)).
-        method: ``"exact"``, ``"plugin"`` or an infodyn estimator name.
+        method: ``"exact"``, ``"mc"`` (soft only), ``"plugin"`` or an infodyn estimator name.
         n_triplets: triplet queries drawn from the sample (default: the sample size).
         ci: confidence level of a seeded bootstrap over examples (or the estimator's own), or None.
         n_boot: bootstrap replicates.
@@ -235,6 +278,15 @@ def signal_information(
         interval = _bootstrap(fn, rows_n, ci, n_boot, seed) if (ci is not None and fn is not None) else None
         return MIEstimate(float(value), interval, "exact", info, rows_n, time.perf_counter() - t0)
 
+    if method == "mc":
+        if signal != "soft":
+            raise ValueError(f"method='mc' is for soft labels with many vote patterns; use 'exact' for {signal!r}")
+        value, se = _soft_mc(q, int(votes), sample.y if about == "class" else None, seed)
+        z = 1.959963984540054 if ci is None else float(_normal_quantile((1 + ci) / 2))
+        interval = (max(value - z * se, 0.0), value + z * se)
+        info = {**info, "standard_error_nats": se}
+        return MIEstimate(max(value, 0.0), interval, "mc", info, sample.n, time.perf_counter() - t0)
+
     # methods that need one drawn signal per example / triplet
     if signal == "triplet":
         index, s = triplets(sample, nt, noise, seed)
@@ -298,7 +350,8 @@ def information_table(
 ):
     """One row per (signal, about, method): information in nats and bits against capacity.
 
-    Combinations a method does not support are skipped. Returns a pandas DataFrame with columns
+    Combinations a method does not support are skipped; ``exact`` on a soft label with more than
+    ``MAX_OUTCOMES`` vote patterns becomes ``mc`` (the row's method says so). Returns a pandas DataFrame with columns
     signal, votes, noise, about, method, nats, bits, ci_low_bits, ci_high_bits, capacity_bits,
     efficiency (bits / capacity), n, seconds, plus the ``extra`` columns.
     """
@@ -313,13 +366,17 @@ def information_table(
                     continue
                 if method not in ("exact", "plugin") and about != "example":
                     continue
+                use = method
+                if (method == "exact" and signal == "soft"
+                        and math.comb(votes + sample.num_classes - 1, sample.num_classes - 1) > MAX_OUTCOMES):
+                    use = "mc"  # too many vote patterns to enumerate
                 est = signal_information(sample, signal, votes=votes, noise=noise, about=about,
-                                         method=method, ci=ci, n_boot=n_boot, seed=seed)
+                                         method=use, ci=ci, n_boot=n_boot, seed=seed)
                 cap = est.params["capacity_bits"]
                 ci_b = est.ci_bits
                 rows.append({
                     "signal": signal, "votes": votes if signal == "soft" else None, "noise": noise,
-                    "about": about, "method": method, "nats": est.nats, "bits": est.bits,
+                    "about": about, "method": use, "nats": est.nats, "bits": est.bits,
                     "ci_low_bits": None if ci_b is None else ci_b[0],
                     "ci_high_bits": None if ci_b is None else ci_b[1],
                     "capacity_bits": cap,
