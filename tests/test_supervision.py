@@ -390,6 +390,10 @@ def test_cli_tiny_end_to_end(tmp_path):
     for name in ("information", "learning", "cost_benefit", "effects"):
         assert (out / f"{name}.png").stat().st_size > 1000
     assert main(["supervision", "--out", str(out), "--costs", "hard=abc", "--quiet"]) == 2
+    for bad in (["--models", "cnn"], ["--signals", "hard,gold"], ["--budgets", "0,10"],
+                ["--learn-sweep", "colour=1,2"], ["--seeds", "0"]):
+        assert main(["supervision", "--out", str(tmp_path / "bad"), "--quiet", *bad]) == 2, bad
+    assert not (tmp_path / "bad").exists()  # refused before any work or any file
 
 
 def test_notebook_runs(tmp_path):

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 from .cost import CostModel, cost_benefit
-from .effects import information_sweep, learning_sweep
+from .effects import SIGNAL_PARAMS, TASK_PARAMS, information_sweep, learning_sweep
 from .information import information_table
 from .learning import TrainConfig, learning_curves
-from .simulate import make_task
+from .simulate import SIMULATED, make_task
 
 DEFAULT_INFO_SWEEPS = {"classes": (2, 5, 10, 20), "dims": (2, 4, 8, 32), "votes": (1, 2, 5, 10),
                        "noise": (0.0, 0.1, 0.3, 0.6)}
@@ -106,6 +106,19 @@ def run_study(
 ) -> StudyResult:
     """Runs the study. ``info_sweeps`` / ``learn_sweeps``: {setting: values} (None = the defaults
     DEFAULT_INFO_SWEEPS / DEFAULT_LEARN_SWEEPS, {} = none). ``progress``: a callable(str) or None."""
+    bad = [m for m in models if m not in ("linear", "mlp")]
+    if bad or not models:
+        raise ValueError(f"models must be among linear, mlp; got {list(models)}")
+    bad = [x for x in signals if x not in SIMULATED]
+    if bad or not signals:
+        raise ValueError(f"signals must be among {', '.join(SIMULATED)}; got {list(signals)}")
+    if not budgets or min(int(b) for b in budgets) < 1:
+        raise ValueError(f"budgets must be >= 1, got {list(budgets)}")
+    for sweeps in (info_sweeps or {}, learn_sweeps or {}):
+        unknown = [p for p in sweeps if p not in TASK_PARAMS + SIGNAL_PARAMS]
+        if unknown:
+            raise ValueError(f"cannot sweep {unknown}; known: {', '.join(TASK_PARAMS + SIGNAL_PARAMS)}")
+    seeds = [int(x) for x in seeds]
     say = progress or (lambda _msg: None)
     task_kw = {"classes": classes, "dims": dims, **(task_kwargs or {})}
     base = {**task_kw, "votes": votes, "noise": noise}
