@@ -39,10 +39,11 @@ EIGS = np.concatenate([[5.0, 4.0], np.linspace(0.1, 3.5, 28)])
 
 
 @pytest.mark.parametrize("method", ["power", "lobpcg"])
-def test_top_eigenvalue_of_quadratic(method):
+@pytest.mark.parametrize("start", ["gradient", "random"])
+def test_top_eigenvalue_of_quadratic(method, start):
     a = sym(EIGS)
     model = Vec(np.ones(len(EIGS)))
-    r = hessian_top_eigenvalue(model, quad_loss(a), [0], method=method)
+    r = hessian_top_eigenvalue(model, quad_loss(a), [0], method=method, start=start)
     assert r.converged
     assert abs(r.value - 5.0) / 5.0 < 1e-4
     assert r.n_hvp >= r.iters >= 2
@@ -69,6 +70,16 @@ def test_power_finds_largest_magnitude_lobpcg_largest_value():
     model = Vec(np.ones(5))
     assert abs(hessian_top_eigenvalue(model, quad_loss(a), [0], method="power").value + 10.0) < 1e-3
     assert abs(hessian_top_eigenvalue(model, quad_loss(a), [0], method="lobpcg").value - 3.0) < 3e-4
+
+
+def test_bad_options_are_refused():
+    model = Vec(np.ones(3))
+    for kw, msg in (({"method": "lanczos"}, "method"), ({"start": "ones"}, "start"), ({"iters": 0}, "iters"),
+                    ({"tol": -1.0}, "tol"), ({"num_threads": 0}, "num_threads")):
+        with pytest.raises(ValueError, match=msg):
+            hessian_top_eigenvalue(model, quad_loss(np.eye(3)), [0], **kw)
+    with pytest.raises(ValueError, match="samples"):
+        hessian_trace(model, quad_loss(np.eye(3)), [0], samples=1)
 
 
 def test_not_converged_warns():
@@ -336,6 +347,10 @@ def test_checkpoint_measures_rows():
     again = checkpoint_measures(model, state, prev, first, x, y, ["sharpness", "grad_pc"], seed=1, device="cpu",
                                 options=opts)
     assert [r["value"] for r in again] == df[df["measure"].isin(["sharpness", "grad_pc"])]["value"].tolist()
+    wrapped = {**{f"module.{k}": v for k, v in prev.items()}, "epoch": 3}  # DataParallel names, extra entries
+    again = checkpoint_measures(model, state, wrapped, first, x, y, ["weight_distance"], device="cpu")
+    assert [r["value"] for r in again if r["measure"] == "weight_distance_prev"] == \
+        df[df["measure"] == "weight_distance_prev"]["value"].tolist()
     rows0 = checkpoint_measures(model, first, None, first, x, y, ["weight_distance", "loss_barrier"], device="cpu")
     assert {r["measure"] for r in rows0} == {"weight_distance_init"} and all(r["value"] == 0 for r in rows0)
     assert model.training  # mode restored

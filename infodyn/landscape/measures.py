@@ -101,6 +101,33 @@ def _tensors(x, y, what: str):
     return x, y
 
 
+_PREFIXES = ("module.", "_orig_mod.", "model.")
+
+
+def _align(ref: Optional[Mapping[str, Any]], keys: set, what: str) -> Optional[Dict[str, Any]]:
+    """``ref`` with wrapper prefixes (DataParallel ``module.``, torch.compile ``_orig_mod.``,
+    Lightning ``model.``) stripped when that makes its names match the model's."""
+    if ref is None:
+        return None
+    if isinstance(ref, nn.Module):
+        ref = ref.state_dict()
+    if not isinstance(ref, Mapping):
+        raise ValueError(f"{what} must be a state dict, got {type(ref).__name__}")
+    ref = dict(ref)
+    for _ in range(3):
+        if keys <= set(ref):
+            break
+        stripped = False
+        for pre in _PREFIXES:
+            if any(k.startswith(pre) for k in ref) and not keys <= set(ref):
+                cand = {k[len(pre):] if k.startswith(pre) else k: v for k, v in ref.items()}
+                if len(keys & set(cand)) > len(keys & set(ref)):
+                    ref, stripped = cand, True
+        if not stripped:
+            break
+    return {k: ref[k] for k in ref if k in keys} if keys <= set(ref) else ref
+
+
 def _row(measure: str, value: float, ci=None, method: str = "", params=None, n: int = 0, seconds: float = 0.0,
          layer: str = LAYER, error: str = "") -> Dict[str, Any]:
     ok = not error and value is not None and math.isfinite(float(value))
@@ -125,7 +152,8 @@ def checkpoint_measures(model: nn.Module, state: Optional[Mapping[str, Any]], pr
         state: the checkpoint's state dict, or None when ``model`` already holds it.
         prev_state: the previous checkpoint's state dict (None for the first checkpoint).
         first_state: the first checkpoint's (or the initialisation's) state dict; None skips
-            ``weight_distance_init``.
+            ``weight_distance_init``. Both may carry wrapper prefixes (``module.``,
+            ``_orig_mod.``, ``model.``) and extra entries; they are matched to the model's names.
         x, y: source training data, (n, ...) inputs and (n,) labels (numpy or torch).
         measures: names (or a comma-separated string) from :data:`MEASURES`.
         seed: seeds the subsample, the minibatches, the start/probe vectors and the bootstrap.
@@ -147,6 +175,8 @@ def checkpoint_measures(model: nn.Module, state: Optional[Mapping[str, Any]], pr
         except RuntimeError as exc:
             raise ValueError(f"the checkpoint does not fit {type(model).__name__}: {exc}") from exc
     current = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    prev_state = _align(prev_state, set(current), "prev_state")
+    first_state = _align(first_state, set(current), "first_state")
     x, y = _tensors(x, y, "checkpoint_measures")
     n = x.shape[0]
     rng = np.random.default_rng(seed)

@@ -9,14 +9,15 @@ mode connectivity): max_alpha L(theta(alpha)) - ((1 - alpha) L(theta_a) + alpha 
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from ._common import as_batch_source, cpu_threads, batch_size, checked_loss, model_device, no_batches, to_device, warn_if_training
+from ._common import (as_batch_source, batch_size, checked_loss, cpu_threads, model_device, no_batches, to_device,
+                      warn_if_training)
 from .weights import State, _as_state
 
 
@@ -25,7 +26,7 @@ def _interpolate(a, b, alpha: float):
     for k, ta in a.items():
         tb = b[k]
         if ta.is_floating_point():
-            out[k] = torch.lerp(ta, tb.to(ta.dtype), float(alpha)) if 0.0 <= alpha <= 1.0 else ta + alpha * (tb.to(ta.dtype) - ta)
+            out[k] = ta + float(alpha) * (tb.to(ta.dtype) - ta)
         else:
             out[k] = ta
     return out

@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import pandas as pd
 
 
@@ -97,7 +96,7 @@ def sharpness_vs_transfer(df: pd.DataFrame, path, *, measure: str = "sharpness",
                 both = pd.concat([s.rename("m"), a.rename("acc")], axis=1).dropna()
                 rx = axes[0, 1]
                 rx.plot(both["m"], both["acc"], "-", color=c, alpha=0.5, lw=1)
-                sc = rx.scatter(both["m"], both["acc"], c=both.index.to_numpy(float), cmap="viridis", s=18,
+                rx.scatter(both["m"], both["acc"], c=both.index.to_numpy(float), cmap="viridis", s=18,
                                 edgecolors=c, linewidths=0.8, label=run)
     if positive:
         ax.set_yscale("log")
