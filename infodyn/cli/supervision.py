@@ -57,7 +57,7 @@ def run(args) -> int:
         classes=args.classes, dims=args.dims, votes=args.votes, noise=args.noise, seeds=seeds,
         budgets=_ints(args.budgets, "budgets"), models=[m for m in args.models.split(",") if m],
         signals=[s for s in args.signals.split(",") if s], task_kwargs=task_kwargs, costs=costs,
-        measure=args.measure, info_n=args.info_n, info_sweeps=info_sweeps, learn_sweeps=learn_sweeps,
+        measure=args.measure, info_n=args.info_n, info_methods=[m for m in args.info_methods.split(",") if m], info_sweeps=info_sweeps, learn_sweeps=learn_sweeps,
         sweep_budget=args.sweep_budget, config=config, device=args.device, progress=say,
     )
     written = result.save(args.out, plots=not args.no_plots)
@@ -99,6 +99,9 @@ def add_parser(sub) -> None:
     p.add_argument("--rep-dim", dest="rep_dim", type=int, default=8, help="representation dimension (8)")
     p.add_argument("--steps", type=int, default=200, help="full-batch Adam steps per encoder (200)")
     p.add_argument("--info-n", dest="info_n", type=int, default=2000, help="examples for the information table")
+    p.add_argument("--info-methods", dest="info_methods", default="exact,plugin,ksg",
+                   help="information methods: exact, plugin, mc, or infodyn estimators such as gaussian, ksg "
+                        "(default exact,plugin,ksg)")
     p.add_argument("--info-sweep", dest="info_sweep", action="append", metavar="SETTING=V1,V2",
                    help="information sweep (repeatable; 'none' for none); default classes, dims, votes, noise")
     p.add_argument("--learn-sweep", dest="learn_sweep", action="append", metavar="SETTING=V1,V2",

@@ -25,7 +25,9 @@ Methods:
   ``"binning"``, ...): one drawn signal per example, and ``estimate_mi(x, signal)`` with x the
   example's features (a triplet's three concatenated) and the signal as integer codes (a
   posterior as its float vector); only ``about="example"``. Its stated error is its bootstrap
-  interval (pass ``ci``).
+  interval (pass ``ci``). These are estimates with their own biases: the ``gaussian`` closed
+  form is unbounded for a discrete signal (a ratio of determinants that grows with the class
+  separation) and can exceed the capacity; :func:`information_table` flags such rows.
 
 All values are :class:`infodyn.estimators.MIEstimate` (nats, with ``.bits``).
 """
@@ -353,7 +355,9 @@ def information_table(
     Combinations a method does not support are skipped; ``exact`` on a soft label with more than
     ``MAX_OUTCOMES`` vote patterns becomes ``mc`` (the row's method says so). Returns a pandas DataFrame with columns
     signal, votes, noise, about, method, nats, bits, ci_low_bits, ci_high_bits, capacity_bits,
-    efficiency (bits / capacity), n, seconds, plus the ``extra`` columns.
+    efficiency (bits / capacity), exceeds_capacity (the estimate, or its interval's lower end, is
+    above the capacity: impossible for the truth, so a failure of that estimator), n, seconds,
+    plus the ``extra`` columns.
     """
     import pandas as pd
 
@@ -374,6 +378,7 @@ def information_table(
                                          method=use, ci=ci, n_boot=n_boot, seed=seed)
                 cap = est.params["capacity_bits"]
                 ci_b = est.ci_bits
+                low = est.bits if ci_b is None else ci_b[0]
                 rows.append({
                     "signal": signal, "votes": votes if signal == "soft" else None, "noise": noise,
                     "about": about, "method": use, "nats": est.nats, "bits": est.bits,
@@ -381,6 +386,8 @@ def information_table(
                     "ci_high_bits": None if ci_b is None else ci_b[1],
                     "capacity_bits": cap,
                     "efficiency": est.bits / cap if math.isfinite(cap) and math.isfinite(est.bits) else math.nan,
+                    # above capacity by more than the stated error: the estimator is wrong here
+                    "exceeds_capacity": bool(math.isfinite(cap) and low > cap + 1e-9),
                     "n": est.n, "seconds": est.seconds, **(extra or {}),
                 })
     return pd.DataFrame(rows)

@@ -97,6 +97,7 @@ def run_study(
     costs: CostModel = CostModel(),
     measure: str = "few_shot_acc",
     info_n: int = 2000,
+    info_methods: Sequence[str] = ("exact", "plugin", "ksg"),
     info_sweeps: Optional[Dict[str, Sequence]] = None,
     learn_sweeps: Optional[Dict[str, Sequence]] = None,
     sweep_budget: int = 100,
@@ -105,7 +106,9 @@ def run_study(
     progress=None,
 ) -> StudyResult:
     """Runs the study. ``info_sweeps`` / ``learn_sweeps``: {setting: values} (None = the defaults
-    DEFAULT_INFO_SWEEPS / DEFAULT_LEARN_SWEEPS, {} = none). ``progress``: a callable(str) or None."""
+    DEFAULT_INFO_SWEEPS / DEFAULT_LEARN_SWEEPS, {} = none; sweeps use the exact method).
+    ``info_methods``: methods of the information table ("exact", "plugin", "mc", or any infodyn
+    estimator name, e.g. "gaussian", "ksg"). ``progress``: a callable(str) or None."""
     bad = [m for m in models if m not in ("linear", "mlp")]
     if bad or not models:
         raise ValueError(f"models must be among linear, mlp; got {list(models)}")
@@ -130,6 +133,7 @@ def run_study(
     for seed in seeds:
         task = make_task(seed=int(seed), **task_kw)
         infos.append(information_table(task, signals=signals, votes=votes, noise=noise, n=info_n, seed=int(seed),
+                                       methods=info_methods,
                                        extra={"seed": int(seed), "classes": classes, "dims": dims}))
     import pandas as pd
 
