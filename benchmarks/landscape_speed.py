@@ -170,8 +170,8 @@ def render(rows, repeats):
         "`HVP` = one Hessian-vector product (double backward). lambda_max reference: scipy ARPACK `eigsh` "
         "(which='LA', tol 1e-10) on the same products; errors are relative to it. Default tolerance 1e-4. "
         "Target: top eigenvalue under 30 gradient passes. Default: LOBPCG from the gradient direction (+0.3 x a "
-        "seeded random vector), the one batch's gradient graph reused between products. The HVP counts include "
-        "the start; `passes` are the total CPU time over one gradient pass's.",
+        "seeded random vector), the one batch's gradient graph reused between products. HVP counts leave out "
+        "the start's one gradient pass; `[passes]` columns are total CPU time over one gradient pass's.",
         "",
         "## Top Hessian eigenvalue",
         "",

@@ -8,6 +8,7 @@ batch-size-weighted mean. Units: loss per parameter unit.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -46,7 +47,7 @@ class PrincipalShare:
     """Share of the minibatch gradients' variance along their first principal direction.
 
     ``value`` in [1/(B-1), 1] for centred gradients (1: every minibatch gradient differs from
-    the mean along one line); ``ci`` a seeded bootstrap interval over batches (or None);
+    the mean along one line); ``ci`` a 95 % jackknife interval over batches (or None);
     ``top`` the first principal variance and ``total`` the total variance (loss^2 per
     parameter unit^2); ``batches`` B; ``method``, ``params``, ``n``, ``seconds``.
     """
@@ -117,13 +118,15 @@ def _share(gram: np.ndarray, center: bool) -> Tuple[float, float, float]:
     return (top / total if total > 0 else float("nan")), top / max(b - 1, 1), total / max(b - 1, 1)
 
 
-def principal_share_from_gram(gram: np.ndarray, *, center: bool = True, n_boot: int = 200, seed: int = 0,
+def principal_share_from_gram(gram: np.ndarray, *, center: bool = True, interval: bool = True,
                               level: float = 0.95) -> Tuple[float, Optional[Tuple[float, float]], float, float]:
     """(share, ci, top, total) from the (B, B) Gram matrix of B minibatch gradients.
 
     The principal variances are the eigenvalues of the (double-centred) Gram matrix over B - 1,
-    so the P x P covariance is never formed. The interval resamples batches with replacement
-    (``n_boot`` times, seeded); None when ``n_boot`` is 0.
+    so the P x P covariance is never formed. The interval is a normal one from the delete-one
+    jackknife over batches (needs B >= 4), clipped to [0, 1]; a bootstrap would resample
+    batches with repeats, which lowers the rank and biases the share upwards. None when
+    ``interval`` is False or B < 4.
     """
     gram = np.asarray(gram, dtype=np.float64)
     if gram.ndim != 2 or gram.shape[0] != gram.shape[1]:
@@ -136,22 +139,25 @@ def principal_share_from_gram(gram: np.ndarray, *, center: bool = True, n_boot: 
     if not np.isfinite(share):
         raise ValueError(f"all {b} minibatch gradients are identical (zero variance): the principal share is undefined")
     ci = None
-    if n_boot:
-        rng = np.random.default_rng(seed)
-        boots = []
-        for _ in range(int(n_boot)):
-            idx = rng.integers(0, b, b)
-            s = _share(gram[np.ix_(idx, idx)], center)[0]
-            if np.isfinite(s):
-                boots.append(s)
-        if boots:
-            a = (1 - level) / 2
-            ci = (float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)))
+    if interval and b >= 4:
+        from scipy import stats
+
+        keep = np.ones(b, dtype=bool)
+        jack = []
+        for i in range(b):
+            keep[i] = False
+            jack.append(_share(gram[np.ix_(keep, keep)], center)[0])
+            keep[i] = True
+        jack = np.asarray(jack)
+        if np.all(np.isfinite(jack)):
+            se = math.sqrt((b - 1) / b * float(np.sum((jack - jack.mean()) ** 2)))
+            z = float(stats.norm.ppf((1 + level) / 2))
+            ci = (max(0.0, share - z * se), min(1.0, share + z * se))
     return share, ci, top, total
 
 
 def gradient_principal_share(model: nn.Module, loss_fn: Callable, batches: Any, *, center: bool = True,
-                             n_boot: int = 200, seed: int = 0, device: Any = None,
+                             interval: bool = True, device: Any = None,
                              num_threads: Any = "auto") -> PrincipalShare:
     """Share of the variance of the minibatch gradients in their first principal direction.
 
@@ -160,11 +166,11 @@ def gradient_principal_share(model: nn.Module, loss_fn: Callable, batches: Any, 
             gives one gradient, so pass at least 3 minibatches (e.g. 16 of 64 samples).
         center: subtract the mean gradient first (variance, the default); False gives the share
             of the second moment, where the mean gradient itself counts.
-        n_boot, seed: the bootstrap interval over batches.
+        interval: add a 95 % jackknife interval over batches (``principal_share_from_gram``).
     """
     stats = gradient_stats(model, loss_fn, batches, device=device, num_threads=num_threads)
-    share, ci, top, total = principal_share_from_gram(stats.gram, center=center, n_boot=n_boot, seed=seed)
+    share, ci, top, total = principal_share_from_gram(stats.gram, center=center, interval=interval)
     return PrincipalShare(value=share, ci=ci, top=top, total=total, batches=stats.gram.shape[0],
-                          method="gradient_pca", params={"center": center, "n_boot": n_boot, "seed": seed,
+                          method="gradient_pca", params={"center": center, "interval": "jackknife" if interval else None,
                                                          "batches": stats.gram.shape[0], "dim": stats.dim},
                           n=stats.n, seconds=stats.seconds)

@@ -12,7 +12,7 @@ Measures (name -> rows):
 * ``hessian_trace`` -> ``hessian_trace`` (Hutchinson; 95 % normal interval), layer ``model``.
 * ``grad_norm`` -> ``grad_norm`` (norm of the full-data gradient), layer ``model``.
 * ``grad_pc`` -> ``grad_pc`` (share of minibatch-gradient variance in the first principal
-  direction; bootstrap interval over minibatches), layer ``model``.
+  direction; jackknife interval over minibatches), layer ``model``.
 * ``weight_distance`` -> ``weight_distance_init`` (from the first checkpoint) and
   ``weight_distance_prev`` (from the previous one; none for the first), one row per layer
   (module path) and one for the whole ``model``; ``params`` holds the relative distance.
@@ -48,7 +48,7 @@ DEFAULTS: Dict[str, Any] = {
     "pc_batch_size": 64,     # minibatch size for grad_pc
     "pc_batches": 16,        # number of minibatches for grad_pc (drawn without replacement while they last)
     "iters": 100, "tol": 1e-4, "eig_method": "lobpcg",
-    "trace_samples": 32, "n_boot": 200, "path_points": 11,
+    "trace_samples": 32, "path_points": 11,
     "num_threads": "auto",   # CPU threads ("auto": 1 for models under 200k parameters)
 }
 
@@ -156,7 +156,7 @@ def checkpoint_measures(model: nn.Module, state: Optional[Mapping[str, Any]], pr
             ``_orig_mod.``, ``model.``) and extra entries; they are matched to the model's names.
         x, y: source training data, (n, ...) inputs and (n,) labels (numpy or torch).
         measures: names (or a comma-separated string) from :data:`MEASURES`.
-        seed: seeds the subsample, the minibatches, the start/probe vectors and the bootstrap.
+        seed: seeds the subsample, the minibatches and the start/probe vectors.
         loss_fn: ``loss_fn(model, (x_batch, y_batch)) -> scalar``; default :func:`default_loss`.
         device: "auto" (CUDA when present), a device, or None (leave the model where it is).
         options: overrides of :data:`DEFAULTS`.
@@ -223,8 +223,8 @@ def _one(m, model, current, prev_state, first_state, x, y, full, n_sub, opts, se
         pcb, nb = int(opts["pc_batch_size"]), int(opts["pc_batches"])
         perm = np.random.default_rng([rng_seed, 1]).permutation(x.shape[0])[:pcb * nb]
         mini = [(x[perm[i:i + pcb]], y[perm[i:i + pcb]]) for i in range(0, len(perm), pcb)]
-        r = gradients.gradient_principal_share(model, loss_fn, mini, n_boot=int(opts["n_boot"]), seed=seed,
-                                               device=device, num_threads=opts["num_threads"])
+        r = gradients.gradient_principal_share(model, loss_fn, mini, device=device,
+                                               num_threads=opts["num_threads"])
         return [_row("grad_pc", r.value, r.ci, r.method, {**r.params, "batch_size": pcb, "top": r.top,
                                                            "total": r.total}, r.n, r.seconds)]
     if m == "weight_distance":

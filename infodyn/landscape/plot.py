@@ -55,7 +55,8 @@ def _transfer(good: pd.DataFrame, layer: Optional[str]):
 
 def sharpness_vs_transfer(df: pd.DataFrame, path, *, measure: str = "sharpness",
                           layer: Optional[str] = None) -> Optional[Path]:
-    """Two panels: (left) ``measure`` (default the top Hessian eigenvalue, log scale) and the
+    """Two panels: (left) ``measure`` (default the top Hessian eigenvalue; log scale when it spans
+    more than a decade) and the
     transfer accuracy over training, one colour per run; (right) transfer accuracy against
     ``measure``, one trajectory per run, points coloured by time.
 
@@ -84,7 +85,8 @@ def sharpness_vs_transfer(df: pd.DataFrame, path, *, measure: str = "sharpness",
     ax = axes[0, 0]
     ax2 = ax.twinx() if acc is not None else None
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    positive = bool((sharp["value"] > 0).all())
+    # log scale only when the values are positive and span more than a decade
+    positive = bool((sharp["value"] > 0).all()) and float(sharp["value"].max() / sharp["value"].min()) > 10
     for i, (run, s) in enumerate(sharp.groupby("run", sort=True)):
         c = colors[i % len(colors)]
         s = s.groupby("time")["value"].mean().sort_index()
@@ -101,7 +103,8 @@ def sharpness_vs_transfer(df: pd.DataFrame, path, *, measure: str = "sharpness",
     if positive:
         ax.set_yscale("log")
     ax.set_xlabel(label)
-    ax.set_ylabel(measure + (" (log)" if positive else ""))
+    names = {"sharpness": "sharpness: top Hessian eigenvalue", "hessian_trace": "Hessian trace"}
+    ax.set_ylabel(names.get(measure, measure) + (" (log)" if positive else ""))
     ax.set_title(f"{measure} (solid) and transfer accuracy (dashed)", fontsize=9)
     handles, labels = ax.get_legend_handles_labels()
     if ax2 is not None:
