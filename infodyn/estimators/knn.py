@@ -35,13 +35,16 @@ Neighbour search is exact, by one of two backends chosen by ``algorithm``:
   GEMM); the rare rows where a count or the neighbour set could change within the identity's
   rounding bound are recomputed from coordinate differences, so the result is that of exact
   arithmetic on the squared differences.
-* ``"tree"``: scipy's cKDTree (Chebyshev or, for one-dimensional spaces and for Ross, Euclidean).
+* ``"tree"``: scipy's cKDTree. For the Euclidean norm the joint distance max(|dx|_2, |dy|_2) is not a
+  Minkowski norm: candidates come from the joint L2 ball of radius sqrt(2) times the k-th joint L2
+  distance, which holds every point within the k-th joint distance, and are ranked exactly.
 * ``"auto"``: the tree on CPU for a low joint dimension (see ``TREE_MAX_DIM``), else brute force.
 
 Both backends give the same number up to the choice among exactly tied neighbours (variant 2).
 """
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any, Dict, Optional, Tuple
 
@@ -52,11 +55,15 @@ from .base import RawEstimate, register, resolve_device
 
 NORMS = ("max", "euclidean")
 ALGORITHMS = ("auto", "brute", "tree")
-#: default norm within each space (chosen from benchmarks/results/mi_accuracy.md)
-DEFAULT_NORM = "max"
-#: "auto" uses the tree on CPU when the joint dimension (dx + dy, or dx for labels) is at most this
-#: (from benchmarks/results/mi_speed.md), and brute force above it or on CUDA.
-TREE_MAX_DIM = 10
+#: default norm within each space: Euclidean, from benchmarks/results/mi_accuracy.md (the same as
+#: the max norm in one dimension; 15 % less bias at d = 4 and at d = 16 per side on Gaussian and
+#: Student-t data, and less on the 12-bit task)
+DEFAULT_NORM = "euclidean"
+#: "auto" uses the tree on CPU when the joint dimension (dx + dy, or dx for labels) is at most this,
+#: and brute force above it or on CUDA. Measured single-threaded at n = 20000: the tree is 6x faster
+#: at joint dimension 4 (both norms), even at 8 (Euclidean) or 1.2x faster (max), 2x slower at 10-12
+#: (Euclidean); it gains with n (n log n against n^2). See benchmarks/results/mi_speed.md.
+TREE_MAX_DIM = 8
 #: on CPU a block holds at most about this many distances per matrix (cache-sized)
 CPU_BLOCK_ELEMS = 2**16
 #: parameters other estimators share; a generic caller may pass them to every method
@@ -415,38 +422,73 @@ def _p(norm: str, d: int) -> float:
     return np.inf if (norm == "max" or d == 1) else 2.0
 
 
-def _strict(r: np.ndarray) -> np.ndarray:
-    """Radius for cKDTree's "<=" counts that gives "<": the next float below (0 stays 0)."""
-    return np.nextafter(r, 0.0)
+def _strict(r: np.ndarray, p: float) -> np.ndarray:
+    """Radius for cKDTree's "<=" counts that gives "<": the next float below for the max norm
+    (exact); for p=2, whose tree distances round differently from ours, 1e-12 relative below."""
+    return np.nextafter(r, 0.0) if p == np.inf else r * (1 - 1e-12)
 
 
-def _ksg_tree(x: np.ndarray, y: np.ndarray, k: int, variant: int, norm: str, workers: int):
+def _upto(r: np.ndarray, p: float) -> np.ndarray:
+    """Radius for cKDTree's "<=" counts that surely includes a point at distance r (see _strict)."""
+    return r if p == np.inf else r * (1 + 1e-12)
+
+
+def _joint_knn(x: np.ndarray, y: np.ndarray, k: int, norm: str, workers: int):
+    """The k joint neighbours (n, k) of every point (itself excluded) and the k-th joint
+    distance (n,), for d_z = max(d_x, d_y) with ``norm`` within each space.
+
+    Max norm (or 1-D spaces): d_z is the Chebyshev distance in the joint space, one tree query.
+    Euclidean: d_z <= |z_i - z_j|_2 <= sqrt(2) d_z, so the k-th d_z is at most the k-th joint L2
+    distance r, and every point within it lies in the L2 ball of radius sqrt(2) r: those candidates
+    are ranked by d_z exactly."""
     from scipy.spatial import cKDTree
 
     n = x.shape[0]
     xy = np.hstack([x, y])
     tz = cKDTree(xy)
-    dist, idx = tz.query(xy, k=k + 1, p=np.inf, workers=workers)
+    if norm == "max" or (x.shape[1] == 1 and y.shape[1] == 1):
+        dist, idx = tz.query(xy, k=k + 1, p=np.inf, workers=workers)
+        # drop the query point itself (among exact duplicates it may not come first)
+        is_self = idx == np.arange(n)[:, None]
+        keep = ~is_self
+        keep[~is_self.any(1), k] = False
+        return idx[keep].reshape(n, k), dist[:, k]
+    r2 = tz.query(xy, k=k + 1, p=2, workers=workers)[0][:, k]
+    cand = tz.query_ball_point(xy, r2 * math.sqrt(2) * (1 + 1e-9), p=2, workers=workers)
+    lens = np.fromiter((len(c) for c in cand), dtype=np.int64, count=n)
+    cols = np.fromiter(itertools.chain.from_iterable(cand), dtype=np.int64, count=int(lens.sum()))
+    rows = np.repeat(np.arange(n), lens)
+    other = cols != rows
+    rows, cols = rows[other], cols[other]
+    dz = np.maximum(_rowwise(x, rows, cols), _rowwise(y, rows, cols))
+    order = np.lexsort((dz, rows))
+    starts = np.searchsorted(rows[order], np.arange(n))
+    pick = order[starts[:, None] + np.arange(k)]
+    return cols[pick], dz[pick[:, -1]]
+
+
+def _rowwise(a: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    diff = a[rows] - a[cols]
+    return np.sqrt((diff * diff).sum(1))
+
+
+def _ksg_tree(x: np.ndarray, y: np.ndarray, k: int, variant: int, norm: str, workers: int):
+    from scipy.spatial import cKDTree
+
+    nb, eps = _joint_knn(x, y, k, norm, workers)
     px, py = _p(norm, x.shape[1]), _p(norm, y.shape[1])
     tx, ty = cKDTree(x), cKDTree(y)
     if variant == 1:
-        eps = dist[:, k]
-        nx = tx.query_ball_point(x, _strict(eps), p=px, return_length=True, workers=workers) - 1
-        ny = ty.query_ball_point(y, _strict(eps), p=py, return_length=True, workers=workers) - 1
+        nx = tx.query_ball_point(x, _strict(eps, px), p=px, return_length=True, workers=workers) - 1
+        ny = ty.query_ball_point(y, _strict(eps, py), p=py, return_length=True, workers=workers) - 1
         zero = eps == 0  # strict "< 0" counts nothing; the tree would count exact duplicates
         nx[zero] = 0
         ny[zero] = 0
         return nx, ny
-    # drop the query point itself from its neighbour list (it may not come first among duplicates)
-    is_self = idx == np.arange(n)[:, None]
-    has_self = is_self.any(1)
-    keep = ~is_self
-    keep[~has_self, k] = False
-    nb = idx[keep].reshape(n, k)
     ex = _pair_dist(x, nb, px).max(1)
     ey = _pair_dist(y, nb, py).max(1)
-    nx = tx.query_ball_point(x, ex, p=px, return_length=True, workers=workers) - 1
-    ny = ty.query_ball_point(y, ey, p=py, return_length=True, workers=workers) - 1
+    nx = tx.query_ball_point(x, _upto(ex, px), p=px, return_length=True, workers=workers) - 1
+    ny = ty.query_ball_point(y, _upto(ey, py), p=py, return_length=True, workers=workers) - 1
     return nx, ny
 
 
@@ -471,7 +513,7 @@ def _ross_tree(x: np.ndarray, labels: np.ndarray, k: int, norm: str, workers: in
         kk = min(k, nc - 1)
         xc = x[members]
         r = cKDTree(xc).query(xc, k=kk + 1, p=p, workers=workers)[0][:, kk]
-        m = full.query_ball_point(xc, _strict(r), p=p, return_length=True, workers=workers)
+        m = full.query_ball_point(xc, _strict(r, p), p=p, return_length=True, workers=workers)
         m[r == 0] = 1
         ks.append(np.full(nc, kk))
         ns.append(np.full(nc, nc))
@@ -504,17 +546,10 @@ def _check_params(k, variant, norm, algorithm, noise, unknown: Dict[str, Any]) -
         raise ValueError(f"ksg noise must be a finite number >= 0, got {noise!r}")
 
 
-def _choose(algorithm: str, dev, joint_dim: int, tree_ok: bool) -> str:
-    if algorithm == "tree":
-        if not tree_ok:
-            raise ValueError(
-                "algorithm='tree' supports the max norm (or one-dimensional spaces) only, since the "
-                "joint distance max(|dx|_2, |dy|_2) is not a Minkowski norm; use 'brute'"
-            )
-        return "tree"
-    if algorithm == "brute":
-        return "brute"
-    return "tree" if (tree_ok and dev.type == "cpu" and joint_dim <= TREE_MAX_DIM) else "brute"
+def _choose(algorithm: str, dev, joint_dim: int) -> str:
+    if algorithm != "auto":
+        return algorithm
+    return "tree" if (dev.type == "cpu" and joint_dim <= TREE_MAX_DIM) else "brute"
 
 
 @register(
@@ -574,7 +609,7 @@ def ksg(
         "k": k, "norm": norm, "standardize": bool(standardize), "noise": float(noise), "seed": seed,
     }
     if discrete:
-        algo = _choose(algorithm, dev, x.shape[1], tree_ok=True)
+        algo = _choose(algorithm, dev, x.shape[1])
         if algo == "tree":
             out = _ross_tree(xs, y, k, norm, workers)
         else:
@@ -589,8 +624,7 @@ def ksg(
         params.update(estimator="ross2014", algorithm=algo, n_used=int(kk.shape[0]))
     else:
         ys = preprocess(y, standardize=standardize, noise=noise, rng=rng)
-        tree_ok = norm == "max" or (x.shape[1] == 1 and y.shape[1] == 1)
-        algo = _choose(algorithm, dev, x.shape[1] + y.shape[1], tree_ok)
+        algo = _choose(algorithm, dev, x.shape[1] + y.shape[1])
         if algo == "tree":
             nx, ny = _ksg_tree(xs, ys, k, variant, norm, workers)
         else:
