@@ -30,17 +30,24 @@ KSG assumes continuous data).
 Neighbour search is exact, by one of two backends chosen by ``algorithm``:
 
 * ``"brute"``: blocks of query rows against all n points in torch on ``device`` ("auto" = CUDA when
-  present), never an n x n matrix; blocks are sized from ``memory_mb``. Chebyshev distances are exact.
-  Euclidean distances in more than one dimension use the Gram identity |a|^2 + |b|^2 - 2 a.b (one
-  GEMM); the rare rows where a count or the neighbour set could change within the identity's
-  rounding bound are recomputed from coordinate differences, so the result is that of exact
-  arithmetic on the squared differences.
+  present), never an n x n matrix; blocks are sized from ``memory_mb`` (and kept cache-sized on CPU).
+  Block distances are fast and approximate: float32 coordinate differences for the max norm, the
+  float64 Gram identity |a|^2 + |b|^2 - 2 a.b (one GEMM) for the Euclidean norm in d > 1. Every
+  count is taken with a proven rounding band around its threshold, the k neighbours' distances are
+  recomputed in float64, and the rare rows where a count or the neighbour set could change within
+  the band are recomputed from float64 coordinate differences: the result equals that of float64
+  distances computed directly (tested to 1e-10 against a plain numpy implementation).
 * ``"tree"``: scipy's cKDTree. For the Euclidean norm the joint distance max(|dx|_2, |dy|_2) is not a
   Minkowski norm: candidates come from the joint L2 ball of radius sqrt(2) times the k-th joint L2
   distance, which holds every point within the k-th joint distance, and are ranked exactly.
 * ``"auto"``: the tree on CPU for a low joint dimension (see ``TREE_MAX_DIM``), else brute force.
 
-Both backends give the same number up to the choice among exactly tied neighbours (variant 2).
+Both backends give the same number up to the choice among exactly tied neighbours (variant 2) and,
+for the Euclidean tree, distances within 1e-12 (relative) of a threshold, where cKDTree's rounding
+differs from ours. The default norm is Euclidean (:data:`DEFAULT_NORM`, chosen from
+benchmarks/results/mi_accuracy.md); ``norm="max"`` gives the paper's estimator and the numbers of
+scikit-learn and ennemi. torch's thread count is left as it is: on a machine shared with other jobs,
+``torch.set_num_threads(1)`` is often several times faster than spin-waiting threads.
 """
 from __future__ import annotations
 
@@ -97,8 +104,9 @@ class _Space:
     the max norm, its square for the Euclidean norm (monotone, so comparisons are unchanged).
 
     Blocks are computed fast and approximately (float32 differences for the max norm, the float64
-    Gram identity for the Euclidean norm in d > 1) within a proven per-row bound :meth:`tol`; :meth:`pairs` and :meth:`exact_block` give the reference values, in float64
-    from coordinate differences.
+    Gram identity for the Euclidean norm in d > 1) within a proven per-row bound :meth:`tol`;
+    :meth:`pairs` and :meth:`exact_block` give the reference values, in float64 from coordinate
+    differences. ``fast=False`` makes max-norm blocks float64 and exact.
     """
 
     def __init__(self, a: np.ndarray, norm: str, device, fast: bool = True):
@@ -162,10 +170,10 @@ class _Space:
         c = self.c
         thr = thr.clamp_min(0)
         if self.gram:
-            far = torch_max(2.0 * thr.sqrt(), 10.0 * math.sqrt(c) * a)
+            far = (2.0 * thr.sqrt()).maximum(10.0 * math.sqrt(c) * a)
             return c * (2.0 * a + far) ** 2
         r = thr.sqrt() if self.squared else thr
-        e = c * (2.0 * a + torch_max(2.0 * r, 10.0 * c * a))
+        e = c * (2.0 * a + (2.0 * r).maximum(10.0 * c * a))
         return e * (2.0 * r + 3.0 * e) if self.squared else e
 
     def pairs(self, rows, idx):
@@ -204,10 +212,6 @@ def _chebyshev(q, pt):
         for c in range(1, q.shape[1]):
             torch.maximum(out, torch.sub(q[:, c:c + 1], pt[c], out=tmp).abs_(), out=out)
     return out
-
-
-def torch_max(a, b):
-    return a.maximum(b)
 
 
 def _max_tol(tx, ty):
