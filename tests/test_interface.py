@@ -75,3 +75,22 @@ def test_cli_bad_file_exit_code(tmp_path):
     out = subprocess.run([sys.executable, "-m", "infodyn.cli", "estimate", str(tmp_path / "missing.npy"),
                           str(tmp_path / "y.npy")], capture_output=True, text=True)
     assert out.returncode == 2 and "missing.npy" in out.stderr
+
+
+def test_subsample_interval_for_distance_based_methods():
+    # Resampling with replacement would put duplicated rows at distance zero and inflate KSG;
+    # the subsampling interval is centred on the full-sample estimate and covers the truth.
+    x, y, truth = correlated_gaussian(2000, 0.6, seed=5)
+    a = estimate_mi(x, y, method="ksg", ci=0.95, n_boot=40, seed=1)
+    b = estimate_mi(x, y, method="ksg", ci=0.95, n_boot=40, seed=1)
+    assert a.ci == b.ci
+    assert a.ci[0] < a.nats < a.ci[1]
+    assert a.ci[0] < truth < a.ci[1]
+    assert a.ci[1] - a.ci[0] < 0.2
+
+
+def test_register_rejects_unknown_resampling():
+    from infodyn.estimators.base import register
+
+    with pytest.raises(ValueError, match="resampling"):
+        register("never", resampling="jackknife")

@@ -91,6 +91,7 @@ class EstimatorSpec:
     min_samples: Callable[[Dict[str, Any]], int]
     discrete_y: bool  # accepts integer labels for y (passed as a 1-D int array)
     description: str
+    resampling: str  # how estimate_mi(ci=...) resamples rows: "subsample" or "bootstrap"
 
 
 _REGISTRY: Dict[str, EstimatorSpec] = {}
@@ -103,13 +104,22 @@ def register(
     min_samples: Callable[[Dict[str, Any]], int] | int = 2,
     discrete_y: bool = True,
     description: str = "",
+    resampling: str = "subsample",
 ):
-    """Decorator that registers an estimator function under ``name``."""
+    """Decorator that registers an estimator function under ``name``.
+
+    ``resampling`` picks the interval of ``estimate_mi(ci=...)``: ``"bootstrap"`` resamples rows
+    with replacement, which suits plug-in estimators (binning, Gaussian); ``"subsample"`` (the
+    default) draws half the rows without replacement, because duplicated rows sit at distance zero
+    and bias distance-based estimators (k-NN, kernels) upwards.
+    """
+    if resampling not in ("subsample", "bootstrap"):
+        raise ValueError(f"resampling must be 'subsample' or 'bootstrap', got {resampling!r}")
 
     def deco(fn):
         ms = min_samples if callable(min_samples) else (lambda _p, m=min_samples: m)
         doc = description or (fn.__doc__ or "").strip().split("\n")[0]
-        _REGISTRY[name] = EstimatorSpec(name, fn, symmetric, ms, discrete_y, doc)
+        _REGISTRY[name] = EstimatorSpec(name, fn, symmetric, ms, discrete_y, doc, resampling)
         return fn
 
     return deco
@@ -220,19 +230,33 @@ def _call(spec: EstimatorSpec, x, y, params) -> RawEstimate:
     return raw
 
 
-def bootstrap_ci(
-    spec: EstimatorSpec, x: np.ndarray, y: np.ndarray, params: Dict[str, Any], level: float,
-    n_boot: int, seed: int,
+def resampled_ci(
+    spec: EstimatorSpec, x: np.ndarray, y: np.ndarray, params: Dict[str, Any], estimate: float,
+    level: float, n_boot: int, seed: int,
 ) -> Tuple[float, float]:
-    """Percentile bootstrap interval (rows resampled with replacement), seeded."""
+    """A seeded interval for the sampling variability of ``estimate`` (nats).
+
+    ``bootstrap``: percentile interval over rows resampled with replacement.
+    ``subsample``: m = n // 2 rows without replacement; the spread of the replicates around their
+    mean, scaled by sqrt(m / n) (Politis and Romano's rate-sqrt(n) subsampling), centred on the
+    full-sample estimate. It describes variance only: an estimator's bias (k-NN and kernel
+    estimators are biased at finite n) is not inside it.
+    """
     rng = np.random.default_rng(seed)
     n = x.shape[0]
-    vals = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, size=n)
-        vals.append(_call(spec, x[idx], y[idx], params).nats)
-    lo, hi = np.quantile(vals, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+    m = n // 2 if spec.resampling == "subsample" else n
+    if m < spec.min_samples(params):
+        raise ValueError(f"too few samples ({n}) for a {spec.resampling} interval with {spec.name}")
+    vals = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = rng.choice(n, size=m, replace=False) if spec.resampling == "subsample" else rng.integers(0, n, size=n)
+        vals[b] = _call(spec, x[idx], y[idx], params).nats
+    lo_q, hi_q = (1 - level) / 2, (1 + level) / 2
+    if spec.resampling == "bootstrap":
+        lo, hi = np.quantile(vals, [lo_q, hi_q])
+        return float(lo), float(hi)
+    spread = np.quantile(vals - vals.mean(), [lo_q, hi_q]) * np.sqrt(m / n)
+    return float(estimate + spread[0]), float(estimate + spread[1])
 
 
 def estimate_mi(
@@ -250,9 +274,10 @@ def estimate_mi(
         x: samples of X, shape (n,) or (n, dx); numpy array, list or torch tensor.
         y: samples of Y, shape (n,) or (n, dy), or (n,) integer class labels.
         method: a name from :func:`infodyn.estimators.available`.
-        ci: confidence level (e.g. 0.95) for a seeded percentile bootstrap over rows; None for
-            none. Methods that give their own interval (the neural bounds) report that instead.
-        n_boot: bootstrap replicates.
+        ci: confidence level (e.g. 0.95) for a seeded resampling interval over rows (see
+            :func:`resampled_ci`: bootstrap or subsampling, per method); None for none. Methods
+            that give their own interval (the neural bounds) report that instead.
+        n_boot: resampling replicates.
         **params: method parameters. Shared names: ``k`` (neighbours), ``n_bins``,
             ``bin_width``, ``noise_var``, ``alpha``, ``seed``, ``device`` ("auto" = CUDA when present).
 
@@ -274,7 +299,7 @@ def estimate_mi(
     if ci is not None and interval is None:
         if not 0 < ci < 1:
             raise ValueError(f"ci must be a confidence level in (0, 1), got {ci}")
-        interval = bootstrap_ci(spec, xa, ya, params, ci, n_boot, int(params.get("seed", 0) or 0))
+        interval = resampled_ci(spec, xa, ya, params, raw.nats, ci, n_boot, int(params.get("seed", 0) or 0))
     seconds = time.perf_counter() - t0
     used = {**params, **raw.params}
     if ci is not None:

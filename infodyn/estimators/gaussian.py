@@ -36,7 +36,7 @@ def canonical_correlations(x: np.ndarray, y: np.ndarray, ridge: float = 1e-10) -
     return np.clip(rho, 0.0, 1.0)
 
 
-@register("gaussian", symmetric=True, min_samples=3,
+@register("gaussian", symmetric=True, resampling="bootstrap", min_samples=3,
           description="closed form under a joint-Gaussian assumption (canonical correlations)")
 def gaussian_mi(x: np.ndarray, y: np.ndarray, *, max_rho: float = 1 - 1e-12, **_ignored) -> float:
     """I = -1/2 sum log(1 - rho_i^2) nats over the sample canonical correlations.
