@@ -157,7 +157,12 @@ def tradeoff_curves(df: pd.DataFrame, path) -> Optional[Path]:
 
 
 def compression_vs_transfer(df: pd.DataFrame, path, method: Optional[str] = None) -> Optional[Path]:
-    """Transfer accuracy against I(X;T) in bits, one panel per layer, coloured by time."""
+    """Transfer accuracy against I(X;T) in bits, one panel per layer, coloured by time.
+
+    I(X;T) by ``method``; default KDE when present (binning of a wide continuous layer sits at
+    log n, every sample in its own bin, and shows no compression), else the first estimator."""
+    if method is None and ((df["measure"] == tr.IXT) & (df["method"] == "kde")).any():
+        method = "kde"
     traj = tr.trajectories(df, method)
     tgt = tr.transfer_measure(df)
     if traj.empty or tgt[0] is None:
