@@ -417,7 +417,7 @@ def test_losses_finite_on_real_small_model():
     model = nn.Sequential(body, nn.Linear(32, ds.num_classes))
     for contrast in ("infonce", "nce"):
         ctc = CTC(model, lambda m, t: m[0](t), n, ds.num_classes, switch_epoch=1, total_epochs=2,
-                  num_negatives=256, contrast=contrast)
+                  num_negatives=128, contrast=contrast)
         opt = torch.optim.SGD(list(model.parameters()) + list(ctc.parameters()), lr=0.05,
                               momentum=0.9)
         loader = [(x[i:i + 64], y[i:i + 64], torch.arange(i, min(i + 64, n))) for i in range(0, n, 64)]

@@ -26,7 +26,7 @@ def test_both_arms_share_start_schedule_and_budget(tmp_path):
     cfg = replace(configs(quick=True)["digits"], epochs=3, switch_epoch=2, checkpoints=(0, 2, 3),
                   model_kwargs={"in_dim": 64, "hidden": [16, 8], "num_classes": 5,
                                 "activation": "relu"}, num_negatives=32, proj_dim=8)
-    out = {m: train_run(cfg, m, 0, tmp_path / m) for m in ("ce", "ctc")}
+    out = {m: train_run(cfg, m, 0, tmp_path / m) for m in ("ce", "ctc", "ctcnce")}
     for m, r in out.items():
         assert [p.name for p in r["saved"]] == ["epoch000000.pt", "epoch000002.pt", "epoch000003.pt"]
         assert [row["epoch"] for row in r["log"]] == [1, 2, 3]
@@ -39,7 +39,9 @@ def test_both_arms_share_start_schedule_and_budget(tmp_path):
     assert log[2]["weight_decay"] == pytest.approx(cfg.weight_decay)
     assert log[2]["lr"] == pytest.approx(0.1 * cfg.lr)  # restart at the switch
     assert all(r["ctc"] == 0 for r in log)
-    assert all(r["ctc"] > 0 and np.isfinite(r["ctc"]) for r in out["ctc"]["log"])
+    for arm in ("ctc", "ctcnce"):
+        assert all(r["ctc"] > 0 and np.isfinite(r["ctc"]) for r in out[arm]["log"])
+    assert out["ctc"]["log"][-1]["ctc"] != out["ctcnce"]["log"][-1]["ctc"]
     end = [torch.load(out[m]["saved"][-1], weights_only=True)["state_dict"] for m in ("ce", "ctc")]
     assert any(not torch.equal(end[0][k], end[1][k]) for k in end[0])  # only the loss differs
 
@@ -93,6 +95,7 @@ def test_paired_difference_is_per_seed():
             run = f"toy-{arm}-seed{seed}"
             rows += [_rows(run, 0, "knn_acc", "target", 0.1), _rows(run, 4, "knn_acc", "target", v)]
     p = paired(pd.DataFrame(rows)).set_index("data")
+    assert list(p["arm"]) == ["ctc"]
     diffs = np.array([0.02, -0.01, 0.05])
     assert p.loc["toy", "target_knn mean"] == pytest.approx(diffs.mean())
     assert p.loc["toy", "target_knn sd"] == pytest.approx(diffs.std(ddof=1))

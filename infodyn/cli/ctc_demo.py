@@ -6,6 +6,7 @@ def run(args) -> int:
     from infodyn.ctc.experiment import run_tradeoff
 
     df, _ = run_tradeoff(args.out, quick=args.quick, seeds=args.seeds, data=args.data,
+                         methods=args.methods,
                          jobs=args.jobs, device=args.device, progress=not args.no_progress)
     bad = df[df["error"].fillna("").astype(str) != ""]
     if len(bad):
@@ -28,6 +29,9 @@ def add_parser(sub) -> None:
     p.add_argument("--quick", action="store_true", help="30 epochs and 2 seeds instead of 120 and 3")
     p.add_argument("--seeds", type=int, nargs="+", default=None)
     p.add_argument("--data", nargs="+", default=["digits", "mnist1d"], choices=["digits", "mnist1d"])
+    p.add_argument("--methods", nargs="+", default=["ce", "ctc", "ctcnce"],
+                   choices=["ce", "ctc", "ctcnce"],
+                   help="arms: plain CE, CTC with InfoNCE, CTC with the reference binary NCE")
     p.add_argument("--jobs", type=int, default=1, help="parallel analysis workers")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", dest="no_progress", action="store_true")

@@ -27,7 +27,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-METHODS = ("ce", "ctc")
+#: Arms: plain cross-entropy, CTC with the softmax InfoNCE stage 2 (this package's default) and
+#: CTC with the reference code's binary NCE stage 2.
+METHODS = ("ce", "ctc", "ctcnce")
+LABELS = {"ce": "CE", "ctc": "CTC (InfoNCE)", "ctcnce": "CTC (binary NCE)"}
 MARKER = ".infodyn-ctc-tradeoff"
 MEASURES = ("binning", "kde", "linear_probe", "knn", "rankme", "source_acc")
 # Unbounded ReLU features over ~10^3 samples saturate the default estimators at log n (every
@@ -140,11 +143,12 @@ def train_run(cfg: Config, method: str, seed: int, run_dir: Path, device: str = 
     n = len(y)
     ctc = None
     params = list(model.parameters())
-    if method == "ctc":
+    if method != "ce":
         ctc = CTC(model, penultimate, n, ds.num_classes, cfg.switch_epoch, total_epochs=cfg.epochs,
                   alpha=cfg.alpha, beta=cfg.beta, tau_instance=cfg.tau_instance,
                   tau_contrast=cfg.tau_contrast, num_negatives=min(cfg.num_negatives, n - 1),
-                  proj_dim=cfg.proj_dim, seed=seed, labels=ds.y_train)
+                  proj_dim=cfg.proj_dim, seed=seed, labels=ds.y_train,
+                  contrast="nce" if method == "ctcnce" else "infonce")
         params += list(ctc.parameters())
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     sched = CTCSchedule(opt, total_epochs=cfg.epochs, switch_epoch=cfg.switch_epoch)
@@ -202,7 +206,8 @@ def run_name(data: str, method: str, seed: int) -> str:
 
 
 def run_tradeoff(out="ctc_tradeoff", quick: bool = False, seeds: Optional[Sequence[int]] = None,
-                 data: Sequence[str] = ("digits", "mnist1d"), measures: Sequence[str] = MEASURES,
+                 data: Sequence[str] = ("digits", "mnist1d"), methods: Sequence[str] = METHODS,
+                 measures: Sequence[str] = MEASURES,
                  jobs: int = 1, device: str = "auto", progress: bool = False,
                  log: Callable[[str], None] = print):
     """Trains plain CE and CTC runs, analyses their checkpoints and writes the table, summary and
@@ -212,6 +217,7 @@ def run_tradeoff(out="ctc_tradeoff", quick: bool = False, seeds: Optional[Sequen
         out: output folder (created; an existing one is reused only if this function wrote it).
         quick: 30 epochs and 2 seeds instead of 120 epochs and 3 seeds.
         seeds: override the seeds. data: data sets (keys of :func:`configs`).
+        methods: arms out of :data:`METHODS` (``"ce"`` is the baseline of the paired table).
         measures: :func:`infodyn.analyze` measures.
         jobs: analysis workers. device: for training and analysis ("auto": CUDA when present).
     """
@@ -224,6 +230,9 @@ def run_tradeoff(out="ctc_tradeoff", quick: bool = False, seeds: Optional[Sequen
     unknown = [d for d in data if d not in cfgs]
     if unknown:
         raise ValueError(f"unknown data set(s) {unknown}; choose from {sorted(cfgs)}")
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise ValueError(f"unknown method(s) {bad or methods}; choose from {METHODS}")
     out = prepare_out(Path(out))
     seeds = tuple(seeds) if seeds is not None else ((0, 1) if quick else (0, 1, 2))
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
@@ -235,7 +244,7 @@ def run_tradeoff(out="ctc_tradeoff", quick: bool = False, seeds: Optional[Sequen
     try:
         for d in data:
             for seed in seeds:
-                for method in METHODS:
+                for method in methods:
                     name = run_name(d, method, seed)
                     r = train_run(cfgs[d], method, seed, out / "runs" / name, dev)
                     seconds.setdefault((d, method), []).append(r["seconds"])
@@ -248,7 +257,7 @@ def run_tradeoff(out="ctc_tradeoff", quick: bool = False, seeds: Optional[Sequen
     t_train = time.perf_counter() - t0
     pd.DataFrame(logs).to_csv(out / "training_log.csv", index=False)
     t1 = time.perf_counter()
-    df = analyze([out / "runs" / run_name(d, m, s) for d in data for s in seeds for m in METHODS],
+    df = analyze([out / "runs" / run_name(d, m, s) for d in data for s in seeds for m in methods],
                  measures=list(measures), out=out / "analysis", jobs=jobs, device=device,
                  plane_params=PLANE_PARAMS,
                  progress=progress, threads=1)
@@ -338,27 +347,30 @@ PAIRED = (("source_acc", "source acc", True), ("target_probe", "target probe", T
 
 
 def paired(df):
-    """CTC minus CE at the last checkpoint, per data set and seed (the two arms of a seed share
-    initial weights and batch order). Returns one row per data set: for each quantity the mean
-    and sd of the difference over seeds and how many seeds CTC was higher."""
+    """Each CTC arm minus CE at the last checkpoint, per data set and seed (the arms of a seed
+    share initial weights and batch order). Returns one row per (data set, arm): for each
+    quantity the mean and sd of the difference over seeds and how many seeds the arm was higher."""
     import pandas as pd
 
     w = _curves(df)
     last = (w.sort_values("epoch").groupby(["data", "arm", "seed"]).tail(1)
             .set_index(["data", "seed", "arm"]).sort_index())
     rows = []
+    arms = [a for a in METHODS if a != "ce" and a in set(w["arm"])]
     for d in dict.fromkeys(w["data"]):
-        r = {"data": d}
-        for k, _, _ in PAIRED:
-            if k not in last:
-                continue
-            sub = last.loc[d, k].unstack("arm")
-            if "ce" not in sub or "ctc" not in sub:
-                continue
-            diff = (sub["ctc"] - sub["ce"]).dropna()
-            r[f"{k} mean"], r[f"{k} sd"] = diff.mean(), diff.std(ddof=1) if len(diff) > 1 else 0.0
-            r[f"{k} wins"] = f"{int((diff > 0).sum())}/{len(diff)}"
-        rows.append(r)
+        for arm in arms:
+            r = {"data": d, "arm": arm}
+            for k, _, _ in PAIRED:
+                if k not in last:
+                    continue
+                sub = last.loc[d, k].unstack("arm")
+                if "ce" not in sub or arm not in sub:
+                    continue
+                diff = (sub[arm] - sub["ce"]).dropna()
+                r[f"{k} mean"] = diff.mean()
+                r[f"{k} sd"] = diff.std(ddof=1) if len(diff) > 1 else 0.0
+                r[f"{k} wins"] = f"{int((diff > 0).sum())}/{len(diff)}"
+            rows.append(r)
     return pd.DataFrame(rows)
 
 
@@ -366,11 +378,12 @@ def paired_markdown(p) -> List[str]:
     keys = [(k, h, pct) for k, h, pct in PAIRED if f"{k} mean" in p]
     lines = ["CTC minus CE at the end of training, paired by seed (mean ± sd; seeds where CTC is "
              "higher). Accuracies in points, I(X;T) in nats:", "",
-             "| data | " + " | ".join(f"Δ {h}" for _, h, _ in keys) + " |",
-             "|---|" + "---|" * len(keys)]
+             "| data | arm | " + " | ".join(f"Δ {h}" for _, h, _ in keys) + " |",
+             "|---|---|" + "---|" * len(keys)]
     for _, r in p.iterrows():
-        cells = [f"{_fmt(r[f'{k} mean'], r[f'{k} sd'], pct)} ({r[f'{k} wins']})" for k, _, pct in keys]
-        lines.append(f"| {r['data']} | " + " | ".join(cells) + " |")
+        cells = [f"{_fmt(r[f'{k} mean'], r[f'{k} sd'], pct)} ({r[f'{k} wins']})"
+                 if isinstance(r.get(f"{k} wins"), str) else "" for k, _, pct in keys]
+        lines.append(f"| {r['data']} | {r['arm']} − ce | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
@@ -393,16 +406,20 @@ def markdown(summary, cfgs, data, seeds, quick, t_train, t_analysis, fig_name,
                      f"{c.switch_epoch}; SGD lr {c.lr} momentum 0.9, weight decay {c.weight_decay} "
                      f"(x2 in stage 1), batch {c.batch_size}, cosine lr, restart at 0.1 x lr at the "
                      f"switch (both methods); CTC alpha {c.alpha}, beta {c.beta}, tau "
-                     f"{c.tau_instance}/{c.tau_contrast}, K = {c.num_negatives}, InfoNCE stage 2; "
+                     f"{c.tau_instance}/{c.tau_contrast}, K = {c.num_negatives}, stage 2 InfoNCE (`ctc`) "
+                     f"or binary NCE (`ctcnce`); "
                      f"checkpoints at epochs {list(c.checkpoints)}.")
     lines += [f"- seeds {list(seeds)}; mean ± sd over seeds; accuracies in %, I(X;T) in nats "
               f"(over all source samples). Training {t_train:.0f} s, analysis {t_analysis:.0f} s "
               f"on a shared 2-core CPU machine (timings are noisy)."]
     for d in data:
-        if seconds and (d, "ce") in seconds and (d, "ctc") in seconds:
-            ce, ctc = np.mean(seconds[(d, "ce")]), np.mean(seconds[(d, "ctc")])
-            lines.append(f"- {d}: training time per run CE {ce:.1f} s, CTC {ctc:.1f} s "
-                         f"(CTC / CE = {ctc / ce:.1f}x, same process, 1 thread).")
+        if seconds and (d, "ce") in seconds:
+            ce = np.mean(seconds[(d, "ce")])
+            parts = [f"{LABELS[m]} {np.mean(seconds[(d, m)]):.1f} s "
+                     f"({np.mean(seconds[(d, m)]) / ce:.1f}x CE)" for m in METHODS
+                     if m != "ce" and (d, m) in seconds]
+            lines.append(f"- {d}: training time per run (same process, 1 thread): CE {ce:.1f} s"
+                         + "".join(", " + p for p in parts) + ".")
     lines.append("")
     cols = [("source_acc_final", "source acc (end)", True),
             ("target_probe_init", "target probe (init)", True),
@@ -450,7 +467,7 @@ def plot(df, cfgs, path: Path):
         panels.append(("rankme", "RankMe (effective rank)"))
     fig, axes = plt.subplots(len(datas), len(panels), figsize=(3.2 * len(panels), 2.8 * len(datas)),
                              squeeze=False)
-    colours = {"ce": "tab:blue", "ctc": "tab:orange"}
+    colours = {"ce": "tab:blue", "ctc": "tab:orange", "ctcnce": "tab:green"}
     for i, d in enumerate(datas):
         for j, (col, title) in enumerate(panels):
             ax = axes[i, j]
@@ -459,7 +476,7 @@ def plot(df, cfgs, path: Path):
                 if col not in g or g[col].isna().all():
                     continue
                 s = g.groupby("epoch")[col].agg(["mean", "min", "max"])
-                ax.plot(s.index, s["mean"], color=colours[m], label=m.upper(), marker=".")
+                ax.plot(s.index, s["mean"], color=colours[m], label=LABELS[m], marker=".")
                 ax.fill_between(s.index, s["min"], s["max"], color=colours[m], alpha=0.2)
             ax.axvline(cfgs[d].switch_epoch, color="grey", ls=":", lw=1)
             ax.set_title(f"{d}: {title}", fontsize=9)
