@@ -24,7 +24,7 @@ Methods:
 - any estimator name of :func:`infodyn.estimators.available` (``"gaussian"``, ``"ksg"``,
   ``"binning"``, ...): one drawn signal per example, and ``estimate_mi(x, signal)`` with x the
   example's features (a triplet's three concatenated) and the signal as integer codes (a
-  posterior as its float vector); only ``about="example"``. Its stated error is its bootstrap
+  posterior as its float vector; a soft label as its count vector for ``gaussian``); only ``about="example"``. Its stated error is its bootstrap
   interval (pass ``ci``). These are estimates with their own biases: the ``gaussian`` closed
   form is unbounded for a discrete signal (a ratio of determinants that grows with the class
   separation) and can exceed the capacity; :func:`information_table` flags such rows.
@@ -302,10 +302,11 @@ def signal_information(
             s = hard_labels(sample, noise, seed)
         else:
             s = soft_labels(sample, votes if signal == "soft" else None, noise, seed)
-    # a soft label goes to an estimator as its count vector (a one-hot code of hundreds of
-    # patterns would make a Gaussian or binned estimate meaningless); hard and triplet as codes
-    s_codes = _codes(s) if signal in ("hard", "triplet") else s
-    s_est = s_codes if method == "plugin" else s_codes.astype(np.float64) if signal == "soft" else s_codes
+    # discrete signals go to estimators as integer codes (kNN estimators then use Ross's mixed
+    # rule; counts as floats are full of ties), except a soft label to "gaussian", which gets its
+    # count vector: a one-hot of hundreds of vote patterns would make that closed form meaningless
+    s_codes = s if signal == "posterior" else _codes(s)
+    s_est = s.astype(np.float64) if (signal == "soft" and method == "gaussian") else s_codes
 
     if method == "plugin":
         if about != "class":
@@ -315,8 +316,6 @@ def signal_information(
             )
         if signal == "posterior":
             raise ValueError("method='plugin' needs a discrete signal; the posterior is continuous")
-
-        s_codes = _codes(s_codes)
 
         def fn(rows):
             return plugin_mi(s_codes[rows], target[rows])

@@ -15,7 +15,7 @@ from typing import Dict, Optional, Sequence
 from .cost import CostModel, cost_benefit
 from .effects import SIGNAL_PARAMS, TASK_PARAMS, information_sweep, learning_sweep
 from .information import information_table
-from .learning import TrainConfig, learning_curves
+from .learning import TrainConfig, learning_curves, torch_threads
 from .simulate import SIMULATED, make_task
 
 DEFAULT_INFO_SWEEPS = {"classes": (2, 5, 10, 20), "dims": (2, 4, 8, 32), "votes": (1, 2, 5, 10),
@@ -103,12 +103,15 @@ def run_study(
     sweep_budget: int = 100,
     config: TrainConfig = TrainConfig(),
     device: str = "auto",
+    num_threads: Optional[int] = 1,
     progress=None,
 ) -> StudyResult:
     """Runs the study. ``info_sweeps`` / ``learn_sweeps``: {setting: values} (None = the defaults
     DEFAULT_INFO_SWEEPS / DEFAULT_LEARN_SWEEPS, {} = none; sweeps use the exact method).
     ``info_methods``: methods of the information table ("exact", "plugin", "mc", or any infodyn
-    estimator name, e.g. "gaussian", "ksg"). ``progress``: a callable(str) or None."""
+    estimator name, e.g. "gaussian", "ksg"). ``num_threads``: torch CPU threads for the whole study
+    (1 is fastest for these small problems; None leaves torch's setting). ``progress``: a
+    callable(str) or None."""
     bad = [m for m in models if m not in ("linear", "mlp")]
     if bad or not models:
         raise ValueError(f"models must be among linear, mlp; got {list(models)}")
@@ -122,6 +125,13 @@ def run_study(
         if unknown:
             raise ValueError(f"cannot sweep {unknown}; known: {', '.join(TASK_PARAMS + SIGNAL_PARAMS)}")
     seeds = [int(x) for x in seeds]
+    with torch_threads(num_threads):  # small problems: one thread is fastest, and no thrashing
+        return _run(classes, dims, votes, noise, seeds, budgets, models, signals, task_kwargs, costs, measure,
+                    info_n, info_methods, info_sweeps, learn_sweeps, sweep_budget, config, device, progress)
+
+
+def _run(classes, dims, votes, noise, seeds, budgets, models, signals, task_kwargs, costs, measure, info_n,
+         info_methods, info_sweeps, learn_sweeps, sweep_budget, config, device, progress):
     say = progress or (lambda _msg: None)
     task_kw = {"classes": classes, "dims": dims, **(task_kwargs or {})}
     base = {**task_kw, "votes": votes, "noise": noise}
