@@ -10,7 +10,8 @@ Definitions (all times are the table's ``epoch``, else ``step``, else checkpoint
 * **peak transfer** -- the first time at which the transfer accuracy (``linear_probe_acc`` on the
   ``target`` task, else ``knn_acc`` on the target, else the same on the source's held-out split)
   reaches its maximum over the run.
-* **compression onset** -- the time of the maximum of I(X;T), provided that after it I(X;T)
+* **compression onset** -- the time of the maximum of I(X;T) (by KDE when the table has it,
+  else binning, else the first estimator; ``method=`` chooses), provided that after it I(X;T)
   falls by at least ``min_drop`` (a fraction of that maximum, default 5 %) by the last checkpoint
   *and* source accuracy at the last checkpoint is higher than at the maximum (training is still
   improving discrimination while the layer forgets input information). Otherwise there is no
@@ -223,8 +224,8 @@ def onset(df: pd.DataFrame, method: Optional[str] = None, min_drop: float = 0.05
     tr_m, tr_t = _pick(good, TRANSFER_PREFERENCE)
     src_m, src_t = _pick(good, SOURCE_PREFERENCE)
     mi = good[good["measure"] == IXT]
-    if method is None and not mi.empty:
-        method = sorted(mi["method"].unique(), key=lambda m: (m != "binning", m))[0]
+    if method is None and not mi.empty:  # KDE first: binning of a wide layer sits at log n and never turns
+        method = sorted(mi["method"].unique(), key=lambda m: (m != "kde", m != "binning", m))[0]
     layers = sorted(set(good.loc[good["measure"] != SOURCE_ACC, "layer"]))
     rows = []
     for config in sorted(good["config"].unique()):
@@ -256,7 +257,7 @@ def onset(df: pd.DataFrame, method: Optional[str] = None, min_drop: float = 0.05
                 "compression_onset_std": float(ons.std(ddof=1)) if ons.size > 1 else 0.0 if ons.size else math.nan,
                 "n_seeds": int(cg["run"].nunique()), "n_onset": int(ons.size),
                 "final_score": float(np.mean(finals)) if finals else math.nan,
-                "time_label": good.attrs["time_label"],
+                "time_label": good.attrs["time_label"], "ixt_method": method or "",
             })
     return pd.DataFrame(rows)
 
@@ -278,7 +279,9 @@ def format_summary(summary: pd.DataFrame) -> str:
 
     for config, grp in summary.groupby("config", sort=True):
         n = int(grp["n_seeds"].iloc[0])
-        lines.append(f"{config}  ({n} seed{'s' if n != 1 else ''}; times in {unit}s)")
+        mi = grp["ixt_method"].iloc[0] if "ixt_method" in grp else ""
+        lines.append(f"{config}  ({n} seed{'s' if n != 1 else ''}; times in {unit}s"
+                     + (f"; I(X;T) by {mi}" if mi else "") + ")")
         for _, r in grp.iterrows():
             peak = fmt(r.peak_transfer, r.peak_transfer_low, r.peak_transfer_high, r.peak_transfer_std, n)
             on = fmt(r.compression_onset, r.compression_onset_low, r.compression_onset_high,
