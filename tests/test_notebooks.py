@@ -82,8 +82,9 @@ def test_settings_cell_comes_first(nb):
 
 
 @pytest.mark.parametrize("nb", MINE, ids=lambda p: p.name)
-def test_runs_top_to_bottom_and_shows_plots(nb, python3_kernel, tmp_path):
+def test_runs_top_to_bottom_and_shows_plots(nb, python3_kernel, tmp_path, monkeypatch):
     nbclient = pytest.importorskip("nbclient")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the notebooks' tempfile.mkdtemp() output lands here
     book = _read(nb)
     client = nbclient.NotebookClient(book, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
