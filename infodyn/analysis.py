@@ -90,7 +90,9 @@ class Run:
 
 
 def _is_run(p: Path) -> bool:
-    return (p / "infodyn.yaml").is_file()
+    from infodyn.runs import MANIFEST_NAME
+
+    return (p / MANIFEST_NAME).is_file()
 
 
 def expand_run_dirs(run_dirs: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]) -> List[Path]:
@@ -132,7 +134,7 @@ def open_runs(run_dirs) -> List[Run]:
     for p, manifest, name in zip(paths, manifests, names):
         if names.count(name) > 1:
             name = str(p)
-        text = (p / "infodyn.yaml").read_text()
+        text = manifest.path.read_text()
         seed, config = seed_and_config(name)
         ckpts = discover(p, manifest.checkpoints)
         if not ckpts:
@@ -196,19 +198,23 @@ def error_rows(unit: Unit, message: str, has_target: bool) -> List[Dict[str, Any
 
 
 @lru_cache(maxsize=8)
-def _dataset(name: str, seed: int, base: str):
+def _dataset(name: str, seed: int):
+    """A data set by name (the manifest already made .npz paths absolute), cached per process."""
     from infodyn.data import load
 
-    p = Path(name)
-    if p.suffix == ".npz" and not p.is_absolute():
-        name = str(Path(base) / p)
     return load(name, seed=seed)
 
 
 def _positions(ds) -> Dict[str, np.ndarray]:
-    """Row positions of each split inside ``ds.all()`` (which is sorted by the full-set index)."""
-    idx = np.sort(np.concatenate([ds.idx_train, ds.idx_val, ds.idx_test]))
-    return {s: np.searchsorted(idx, getattr(ds, f"idx_{s}")) for s in ("train", "val", "test")}
+    """Row positions of each split's samples inside ``ds.all()``."""
+    sizes = [len(ds.y_train), len(ds.y_val), len(ds.y_test)]
+    idx = [ds.idx_train, ds.idx_val, ds.idx_test]
+    order = (np.arange(sum(sizes)) if any(i is None for i in idx)
+             else np.argsort(np.concatenate(idx), kind="stable"))  # as Dataset.all() orders them
+    where = np.empty_like(order)
+    where[order] = np.arange(order.size)
+    a, b = sizes[0], sizes[0] + sizes[1]
+    return {"train": where[:a], "val": where[a:b], "test": where[b:]}
 
 
 @lru_cache(maxsize=4)
@@ -304,8 +310,8 @@ def _run_unit(unit: Unit) -> List[Dict[str, Any]]:
         return holder["model"]
 
     try:
-        src = _dataset(opts["source"], seed, unit.run_dir)
-        tgt = _dataset(opts["target"], seed, unit.run_dir) if has_target else None
+        src = _dataset(opts["source"], seed)
+        tgt = _dataset(opts["target"], seed) if has_target else None
     except Exception as exc:
         return error_rows(unit, f"data: {type(exc).__name__}: {exc}", has_target)
     rows: List[Dict[str, Any]] = []
@@ -395,14 +401,14 @@ def _run_unit(unit: Unit) -> List[Dict[str, Any]]:
             def rk():
                 from infodyn.transfer import rankme
 
-                return [(RANKME, "source", rankme(t_plane), None, "rankme", {}, len(t_plane))]
+                return [(RANKME, "source", rankme(t_plane, device=device), None, "rankme", {}, len(t_plane))]
 
             rows += _rows_for(unit, m, rk)
         elif m == "nc1":
             def nc():
                 from infodyn.transfer import nc1
 
-                return [(NC1, "source", nc1(t_plane, y_plane), None, "nc1", {}, len(t_plane))]
+                return [(NC1, "source", nc1(t_plane, y_plane, device=device), None, "nc1", {}, len(t_plane))]
 
             rows += _rows_for(unit, m, nc)
         elif m == "overcompression":

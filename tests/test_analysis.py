@@ -152,8 +152,11 @@ def test_failed_checkpoint_gets_error_rows_and_exit_code_1(tmp_path, capsys):
 def test_cli_success_prints_the_summary(runs, tmp_path, capsys):
     out = tmp_path / "o"
     code = main(["analyze", str(runs / "tanh-seed0"), str(runs / "tanh-seed1"), "--out", str(out),
-                 "--measures", "binning,source_acc,overcompression", "--max-samples", "300", "--no-progress"])
+                 "--measures", "binning,source_acc,overcompression,nc1", "--max-samples", "300", "--no-progress"])
     assert code == 0
+    df = pd.read_csv(out / "results.csv")
+    nc1 = df[df["measure"] == "nc1"]
+    assert len(nc1) == 2 * 3 * 2 and (nc1["value"] > 0).all() and (nc1["task"] == "source").all()
     text = capsys.readouterr().out
     assert "tanh  (2 seeds" in text and "fc1" in text and "fc2" in text
     assert "final over-compression score" in text
