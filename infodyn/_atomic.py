@@ -18,6 +18,11 @@ from typing import Iterator, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
+# mkstemp creates files with mode 0600; a finished file gets the mode an ordinary open() would give.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_save_npy",
            "atomic_write_dataframe", "atomic_torch_save"]
 
@@ -38,6 +43,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         _fsync_file(tmp_path)
+        os.chmod(tmp_path, _FILE_MODE)
         os.replace(tmp_path, dest)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -56,3 +56,14 @@ def test_dataframe_and_torch(tmp_path):
     p = atomic_torch_save(tmp_path / "s.pt", {"w": torch.ones(2), "epoch": 3})
     loaded = torch.load(p, weights_only=True)
     assert loaded["epoch"] == 3 and torch.equal(loaded["w"], torch.ones(2))
+
+
+def test_written_files_get_the_ordinary_mode_not_mkstemps_0600(tmp_path):
+    import os
+
+    from infodyn._atomic import atomic_write_text
+
+    umask = os.umask(0)
+    os.umask(umask)
+    path = atomic_write_text(tmp_path / "results.csv", "a,b\n")
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
