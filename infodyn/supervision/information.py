@@ -348,6 +348,7 @@ def information_table(
     n_boot: int = 30,
     seed: int = 0,
     extra: Optional[Dict[str, object]] = None,
+    num_threads: Optional[int] = 1,
 ):
     """One row per (signal, about, method): information in nats and bits against capacity.
 
@@ -356,8 +357,18 @@ def information_table(
     signal, votes, noise, about, method, nats, bits, ci_low_bits, ci_high_bits, capacity_bits,
     efficiency (bits / capacity), exceeds_capacity (the estimate, or its interval's lower end, is
     above the capacity: impossible for the truth, so a failure of that estimator), n, seconds,
-    plus the ``extra`` columns.
+    plus the ``extra`` columns. ``num_threads``: torch CPU threads while estimators run (1 is
+    fastest for these sizes, and avoids thrashing on a shared machine; None leaves torch's setting).
     """
+    if any(m not in ("exact", "plugin", "mc") for m in methods):
+        from .learning import torch_threads
+
+        with torch_threads(num_threads):
+            return _information_table(task, signals, votes, noise, n, methods, abouts, ci, n_boot, seed, extra)
+    return _information_table(task, signals, votes, noise, n, methods, abouts, ci, n_boot, seed, extra)
+
+
+def _information_table(task, signals, votes, noise, n, methods, abouts, ci, n_boot, seed, extra):
     import pandas as pd
 
     sample = task.sample(n, "source", seed=seed)
