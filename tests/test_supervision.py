@@ -343,6 +343,8 @@ def test_learning_bad_input():
         train_encoder(pool.x, "hard", pool.y, model="cnn")
     with pytest.raises(ValueError, match="rows but x has shape"):
         train_encoder(pool.x, "hard", pool.y[:5])
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        TrainConfig(steps=0)
 
 
 # ---------------------------------------------------------------------------------------------

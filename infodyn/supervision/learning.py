@@ -41,6 +41,13 @@ class TrainConfig:
     lr: float = 0.01
     weight_decay: float = 1e-4
 
+    def __post_init__(self):
+        for name in ("rep_dim", "hidden", "steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and self.weight_decay >= 0):
+            raise ValueError(f"TrainConfig needs lr > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
+
 
 @contextmanager
 def torch_threads(n: Optional[int]):
