@@ -42,7 +42,8 @@ def gaussian_mi(x: np.ndarray, y: np.ndarray, *, max_rho: float = 1 - 1e-12, **_
     """I = -1/2 sum log(1 - rho_i^2) nats over the sample canonical correlations.
 
     Integer labels y are one-hot encoded (one column dropped) and treated as Gaussian, which
-    gives a lower-quality estimate; prefer ``ksg`` (Ross's mixed estimator) for labels.
+    gives a lower-quality estimate; prefer ``ksg`` (Ross's mixed estimator) for labels. Such an
+    estimate is not bounded by H(Y): it grows with the class separation and can exceed log(k).
     ``max_rho`` caps each correlation so that a deterministic relation gives a large finite value.
     """
     if y.ndim == 1:
