@@ -24,7 +24,11 @@ Measures (``measures=``): any information-plane method (``binning``, ``kde``, ..
 ``I(X;T)``/``I(T;Y)`` over the source set's samples, all splits), ``linear_probe``
 (``linear_probe_acc``), ``knn`` (``knn_acc``), ``rankme``, ``nc1``, ``source_acc`` (the
 checkpoint's head accuracy on the source test split; layer ``output``), ``overcompression``
-(``overcompression_score``, see :func:`infodyn.tradeoff.score_overcompression`).
+(``overcompression_score``, see :func:`infodyn.tradeoff.score_overcompression`), and the
+loss-landscape measures of :mod:`infodyn.landscape.measures` (``sharpness``, ``hessian_trace``,
+``grad_norm``, ``grad_pc``, ``weight_distance``, ``loss_barrier``): one unit per checkpoint,
+layer ``model`` (``weight_distance`` also gives one row per module), on the source train split;
+distances are from the run's first and previous checkpoints.
 """
 from __future__ import annotations
 
@@ -47,6 +51,7 @@ from .tradeoff import COLUMNS, IXT, ITY, KNN, NC1, PROBE, RANKME, SCORE, SOURCE_
 DEFAULT_MEASURES = ("binning", "kde", "linear_probe", "knn", "rankme", "source_acc", "overcompression")
 OTHER_MEASURES = {"linear_probe", "knn", "rankme", "nc1", "source_acc", "overcompression"}
 OUTPUT_LAYER = "output"
+LANDSCAPE_LAYER = "model"  # the unit (one per checkpoint) that computes the loss-landscape measures
 _SEED = re.compile(r"(?:^|[-_.])seed[-_]?(\d+)(?=$|[-_.])", re.IGNORECASE)
 
 
@@ -61,14 +66,22 @@ def parse_measures(measures: Union[None, str, Sequence[str]]) -> List[str]:
     planes = set(planes_available())
     out = []
     for m in measures:
-        if m not in planes and m not in OTHER_MEASURES:
+        if m not in planes and m not in OTHER_MEASURES and m not in _landscape_measures():
             raise ValueError(f"unknown measure {m!r}; choose from information-plane methods "
-                             f"{sorted(planes)} and {sorted(OTHER_MEASURES)}")
+                             f"{sorted(planes)}, {sorted(OTHER_MEASURES)} and landscape measures "
+                             f"{list(_landscape_measures())}")
         if m not in out:
             out.append(m)
     if not out:
         raise ValueError("no measures given")
     return out
+
+
+def _landscape_measures() -> Tuple[str, ...]:
+    """Loss-landscape measure names (:data:`infodyn.landscape.measures.MEASURES`)."""
+    from infodyn.landscape.measures import MEASURES
+
+    return tuple(MEASURES)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -172,6 +185,10 @@ class Unit:
 
 
 def _measure_names(measure: str, has_target: bool) -> List[Tuple[str, str]]:
+    if measure in _landscape_measures():
+        from infodyn.landscape.measures import measure_names
+
+        return [(name, "source") for name in measure_names(measure)]
     if measure == "linear_probe":
         return [(PROBE, "source")] + ([(PROBE, "target")] if has_target else [])
     if measure == "knn":
@@ -345,6 +362,9 @@ def _run_unit(unit: Unit) -> List[Dict[str, Any]]:
         rows += _rows_for(unit, "source_acc", head_acc)
         return _finish(unit, rows)
 
+    if unit.layer == LANDSCAPE_LAYER and opts.get("landscape_unit"):
+        return _finish(unit, _landscape_rows(unit, model_fn, src, seed, device))
+
     try:
         f_src = _features(model_fn, xs, unit.layer, opts, f"{opts['source']}:{seed}")
         f_tgt = None
@@ -423,6 +443,40 @@ def _run_unit(unit: Unit) -> List[Dict[str, Any]]:
     return _finish(unit, rows)
 
 
+def _landscape_rows(unit: Unit, model_fn, src, seed: int, device) -> List[Dict[str, Any]]:
+    """The landscape measures of one checkpoint (on the source train split), as table rows.
+
+    ``weight_distance_init`` is measured from the run's first checkpoint, ``weight_distance_prev``
+    and ``loss_barrier`` from the previous one (none on the first checkpoint)."""
+    from infodyn.landscape.measures import checkpoint_measures
+    from infodyn.runs import load_checkpoint
+
+    opts = unit.options
+    has_target = bool(opts.get("has_target"))
+    try:
+        model = model_fn()
+    except _CheckpointFailed as exc:
+        return error_rows(unit, str(exc), has_target)
+    trust = opts.get("trust", False)
+    try:
+        prev = load_checkpoint(opts["prev_ckpt"], trust=trust) if opts.get("prev_ckpt") else None
+        first = load_checkpoint(opts["first_ckpt"], trust=trust) if opts.get("first_ckpt") else None
+    except Exception as exc:
+        return error_rows(unit, f"{Path(unit.checkpoint).name}: reference checkpoint: {type(exc).__name__}: {exc}",
+                          has_target)
+    try:
+        recs = checkpoint_measures(model, None, prev, first, src.x_train, src.y_train, unit.measures, seed=seed,
+                                   device=device, options=opts.get("landscape_options"))
+    except Exception as exc:  # bad options or data: every landscape row carries the reason
+        return error_rows(unit, f"{type(exc).__name__}: {exc}", has_target)
+    rows = []
+    for rec in recs:
+        r = unit.base_row()
+        r.update(rec)
+        rows.append(r)
+    return rows
+
+
 def _finish(unit: Unit, rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     if unit.cache_file and rows and not any(r["error"] for r in rows):
         from ._atomic import atomic_write_text
@@ -443,6 +497,8 @@ def _json_default(v):
 def _options_key(measures: Sequence[str], opts: Dict[str, Any]) -> str:
     """A short hash of everything that changes a unit's numbers (not the device or the jobs)."""
     keep = {k: opts.get(k) for k in ("seed", "max_samples", "plane_params", "pool", "source", "target")}
+    if opts.get("landscape_unit"):  # the numbers depend on the reference checkpoints' contents too
+        keep.update({k: opts.get(k) for k in ("landscape_options", "prev_hash", "first_hash")})
     blob = json.dumps({"measures": sorted(measures), **keep}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -456,7 +512,9 @@ def plan_units(runs: Sequence[Run], measures: Sequence[str], out: Optional[Path]
     from infodyn.runs import file_sha256, resolve_layers
 
     units = []
-    layer_measures = [m for m in measures if m != "source_acc"]
+    land = set(_landscape_measures())
+    landscape = [m for m in measures if m in land]
+    layer_measures = [m for m in measures if m != "source_acc" and m not in land]
     for run in runs:
         man = run.manifest
         model = None
@@ -468,23 +526,32 @@ def plan_units(runs: Sequence[Run], measures: Sequence[str], out: Optional[Path]
         target = getattr(man, "data_target", None)
         ropts = {**opts, "source": man.data_source, "target": target, "has_target": bool(target),
                  "pool": opts.get("pool") or getattr(man, "pool", None) or "flatten"}
+        hashes = []
+        for ck in run.checkpoints:
+            try:
+                hashes.append(file_sha256(Path(ck.path)))
+            except OSError as exc:
+                hashes.append(f"unreadable-{exc.errno}")
         for order, ck in enumerate(run.checkpoints):
             path = Path(ck.path)
-            try:
-                h = file_sha256(path)
-            except OSError as exc:
-                h = f"unreadable-{exc.errno}"
+            h = hashes[order]
             copts = {**ropts, "ckpt_hash": h, "recorded_acc": getattr(ck, "source_acc", None)}
-            jobs = [(layer, layer_measures) for layer in run.layers] if layer_measures else []
+            jobs = [(layer, layer_measures, copts) for layer in run.layers] if layer_measures else []
             if "source_acc" in measures:
-                jobs.append((OUTPUT_LAYER, ["source_acc"]))
-            for layer, ms in jobs:
-                key = _options_key(ms, copts)
+                jobs.append((OUTPUT_LAYER, ["source_acc"], copts))
+            if landscape:
+                prev = run.checkpoints[order - 1] if order else None
+                jobs.append((LANDSCAPE_LAYER, landscape, {
+                    **copts, "landscape_unit": True, "first_ckpt": str(run.checkpoints[0].path),
+                    "first_hash": hashes[0], "prev_ckpt": str(prev.path) if prev is not None else None,
+                    "prev_hash": hashes[order - 1] if order else None}))
+            for layer, ms, uopts in jobs:
+                key = _options_key(ms, uopts)
                 cache = (str(out / "units" / _safe(run.name) / f"{_safe(path.stem)}-{h[:12]}" /
                              f"{_safe(layer)}.{key}.json") if out is not None else None)
                 units.append(Unit(run.name, run.config, run.seed, str(run.path), str(path), order,
                                   _num(getattr(ck, "epoch", None)), _num(getattr(ck, "step", None)),
-                                  layer, list(ms), cache, copts))
+                                  layer, list(ms), cache, uopts))
     return units
 
 
@@ -537,7 +604,7 @@ def analyze(run_dirs, measures: Union[None, str, Sequence[str]] = None, out: Uni
             jobs: int = 1, device: str = "auto", *, seed: int = 0, max_samples: Optional[int] = 4096,
             plane_params: Optional[Dict[str, Dict[str, Any]]] = None, batch_size: int = 512, pool: Optional[str] = None,
             trust: bool = False, progress: bool = True, feature_cache: bool = True,
-            threads: Optional[int] = None) -> pd.DataFrame:
+            threads: Optional[int] = None, landscape_options: Optional[Dict[str, Any]] = None) -> pd.DataFrame:
     """Every measure on every (checkpoint, layer) of one or more runs, as one tidy table.
 
     Args:
@@ -559,6 +626,9 @@ def analyze(run_dirs, measures: Union[None, str, Sequence[str]] = None, out: Uni
         threads: torch threads per worker (default 1: the units are many and small, so they
             parallelise across ``jobs``; extra threads per worker slowed a shared machine down
             badly, see benchmarks/results/analyze_throughput.md).
+        landscape_options: overrides of :data:`infodyn.landscape.measures.DEFAULTS` for the
+            landscape measures (``sharpness``, ``grad_pc``, ``weight_distance``, ...), which run
+            once per checkpoint (layer ``model``) on the source train split.
 
     Returns:
         the table (:data:`infodyn.tradeoff.COLUMNS`); rows of a failed checkpoint carry ``error``.
@@ -569,7 +639,7 @@ def analyze(run_dirs, measures: Union[None, str, Sequence[str]] = None, out: Uni
     n_jobs = (os.cpu_count() or 1) if jobs == -1 else max(1, int(jobs))
     opts = {"seed": int(seed), "max_samples": max_samples, "plane_params": plane_params or {}, "device": device,
             "batch_size": batch_size, "pool": pool, "trust": trust,
-            "threads": threads or 1,
+            "threads": threads or 1, "landscape_options": dict(landscape_options) if landscape_options else None,
             "cache_dir": str(outp / "features") if (outp is not None and feature_cache) else None}
     units = plan_units(runs, ms, outp, opts)
     rows: List[Dict[str, Any]] = []

@@ -24,6 +24,12 @@ def report_outputs(df, out: Path, runs_manifests=None):
     from infodyn import plots, report
 
     figs = plots.plot_all(df, out)
+    if len(df) and (df["measure"] == "sharpness").any():
+        from infodyn.landscape.plot import sharpness_vs_transfer
+
+        p = sharpness_vs_transfer(df, out / "sharpness_vs_transfer.png")
+        if p is not None:
+            figs["sharpness_vs_transfer"] = p
     path = report.write_report(df, out / "report.html", figs, manifests=runs_manifests)
     return figs, path
 
@@ -62,7 +68,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="output folder (results, cache, figures, report)")
     p.add_argument("--measures", default=None,
                    help="comma-separated: information-plane methods (binning, kde, ...), linear_probe, knn, "
-                        "rankme, nc1, source_acc, overcompression (default: binning,kde,linear_probe,knn,rankme,"
+                        "rankme, nc1, source_acc, overcompression, and the loss-landscape measures sharpness, "
+                        "hessian_trace, grad_norm, grad_pc, weight_distance, loss_barrier (default: binning,kde,linear_probe,knn,rankme,"
                         "source_acc,overcompression)")
     p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (-1: one per CPU)")
     p.add_argument("--device", default="auto", help='"auto" (CUDA when present), "cpu" or "cuda"')
