@@ -3,7 +3,7 @@ trade-off on bundled data (digits 0-4 -> 5-9 with an MLP; MNIST-1D 0-4 -> 5-9 wi
 
 Arms: plain CE, CTC with a softmax InfoNCE stage 2 (ctc), CTC with the reference binary NCE (ctcnce).
 Same network, initial weights, batch order, optimiser, schedule (weight decay x2 in stage 1,
-cosine lr, restart at 0.1 x lr at the switch) and epochs for both arms; only the loss differs.
+cosine lr, restart at 0.1 x lr at the switch) and epochs for every arm; only the loss differs.
 Checkpoints are recorded with infodyn.hooks.CheckpointRecorder and measured with infodyn.analyze
 (source accuracy, linear probe and k-NN on source and target, I(X;T)/I(T;Y) by binning and KDE,
 RankMe) on the penultimate layer. See infodyn/ctc/experiment.py.
