@@ -28,7 +28,7 @@ full CTC state in every Lightning checkpoint under ``"infodyn_ctc"``, restoring 
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, Optional
 
 try:
     import lightning.pytorch as pl

@@ -12,7 +12,7 @@ Embeddings are L2-normalised rows; ``tau`` is the softmax temperature.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
