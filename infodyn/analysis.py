@@ -477,12 +477,24 @@ def _landscape_rows(unit: Unit, model_fn, src, seed: int, device) -> List[Dict[s
     return rows
 
 
+_UNIT_FORMAT = 2
+
+
+def _rows_digest(rows_json: str) -> str:
+    return hashlib.sha256(rows_json.encode()).hexdigest()
+
+
 def _finish(unit: Unit, rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Caches a unit's rows (when none failed): written to a temporary file and renamed
+    (``os.replace``), with a sha256 of the rows inside, so a reader never sees half a file and
+    a damaged one is recomputed."""
     if unit.cache_file and rows and not any(r["error"] for r in rows):
         from ._atomic import atomic_write_text
 
+        body = json.dumps(rows, default=_json_default, sort_keys=True)
         Path(unit.cache_file).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(unit.cache_file, json.dumps(rows, default=_json_default))
+        atomic_write_text(unit.cache_file, '{"format": %d, "sha256": "%s", "rows": %s}'
+                          % (_UNIT_FORMAT, _rows_digest(body), body))
     return rows
 
 
@@ -563,9 +575,15 @@ def _cached(unit: Unit) -> Optional[List[Dict[str, Any]]]:
     if not unit.cache_file or not os.path.exists(unit.cache_file):
         return None
     try:
-        rows = json.loads(Path(unit.cache_file).read_text())
-    except (OSError, ValueError):
-        return None  # a damaged cache file is recomputed
+        blob = json.loads(Path(unit.cache_file).read_text())
+        rows = blob["rows"]
+        ok = (blob.get("format") == _UNIT_FORMAT and isinstance(rows, list) and rows
+              and blob.get("sha256") == _rows_digest(json.dumps(rows, sort_keys=True))
+              and all(isinstance(r, dict) and set(COLUMNS) <= set(r) for r in rows))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        ok = False
+    if not ok:
+        return None  # a damaged, partial or old-format file is recomputed (and then replaced)
     # the run may have been renamed or re-ordered since: refresh the bookkeeping columns
     base = unit.base_row()
     for r in rows:
@@ -604,7 +622,8 @@ def analyze(run_dirs, measures: Union[None, str, Sequence[str]] = None, out: Uni
             jobs: int = 1, device: str = "auto", *, seed: int = 0, max_samples: Optional[int] = 4096,
             plane_params: Optional[Dict[str, Dict[str, Any]]] = None, batch_size: int = 512, pool: Optional[str] = None,
             trust: bool = False, progress: bool = True, feature_cache: bool = True,
-            threads: Optional[int] = None, landscape_options: Optional[Dict[str, Any]] = None) -> pd.DataFrame:
+            threads: Optional[int] = None, landscape_options: Optional[Dict[str, Any]] = None,
+            scheduler: Any = None) -> pd.DataFrame:
     """Every measure on every (checkpoint, layer) of one or more runs, as one tidy table.
 
     Args:
@@ -630,8 +649,21 @@ def analyze(run_dirs, measures: Union[None, str, Sequence[str]] = None, out: Uni
             landscape measures (``sharpness``, ``grad_pc``, ``weight_distance``, ...), which run
             once per checkpoint (layer ``model``) on the source train split.
 
+        scheduler: a Dask distributed scheduler address (``"tcp://host:8786"``) or a
+            ``distributed.Client``: the units go to that cluster through joblib's dask backend
+            (needs ``pip install infodyn[distributed]``); ``jobs`` is then ignored. The workers
+            must see the run folders, the data files and ``out`` at the same paths (a shared file
+            system) and be able to import the model's code (the manifest's ``model``).
+
     Returns:
         the table (:data:`infodyn.tradeoff.COLUMNS`); rows of a failed checkpoint carry ``error``.
+
+    Crashes and concurrency: every finished unit is saved atomically (temporary file +
+    ``os.replace``, with a checksum of its rows inside); a killed analysis, started again with
+    the same arguments, reads the finished units and computes only the rest, and a damaged unit
+    file is recomputed. Within one analysis each unit is planned exactly once, so no two workers
+    compute the same unit; two analyses sharing ``out`` at the same time may both compute a unit,
+    and the atomic writes keep its file whole either way (the rows are the same).
     """
     ms = parse_measures(measures)
     runs = open_runs(run_dirs)
@@ -656,7 +688,12 @@ def analyze(run_dirs, measures: Union[None, str, Sequence[str]] = None, out: Uni
 
         bar = tqdm(total=len(todo), desc=f"analyze ({len(units) - len(todo)} cached)", unit="unit")
     try:
-        if n_jobs == 1 or len(todo) <= 1:
+        if scheduler is not None and todo:
+            for got in _on_cluster(scheduler, todo):
+                rows.extend(got)
+                if bar:
+                    bar.update(1)
+        elif n_jobs == 1 or len(todo) <= 1:
             for u in todo:
                 rows.extend(run_unit(u))
                 if bar:
@@ -680,6 +717,29 @@ def analyze(run_dirs, measures: Union[None, str, Sequence[str]] = None, out: Uni
 
         atomic_write_text(outp / "manifests.json", json.dumps(manifests, indent=1))
     return df
+
+
+def _on_cluster(scheduler: Any, todo: Sequence[Unit]):
+    """Runs the units on a Dask distributed cluster through joblib's dask backend; yields each
+    unit's rows as it finishes."""
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise ImportError("scheduler= needs Dask distributed: pip install 'infodyn[distributed]'") from exc
+    from joblib import Parallel, delayed, parallel_config
+
+    own = not isinstance(scheduler, Client)
+    if own and not isinstance(scheduler, str):
+        raise ValueError(f"scheduler must be an address such as 'tcp://127.0.0.1:8786' or a distributed.Client, "
+                         f"got {type(scheduler).__name__}")
+    client = Client(scheduler) if own else scheduler
+    try:
+        with parallel_config(backend="dask", wait_for_workers_timeout=60):
+            par = Parallel(n_jobs=-1, return_as="generator_unordered")
+            yield from par(delayed(run_unit)(u) for u in todo)
+    finally:
+        if own:
+            client.close()
 
 
 def failures(df: pd.DataFrame) -> pd.DataFrame:

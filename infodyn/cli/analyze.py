@@ -43,7 +43,8 @@ def run(args) -> int:
     out = Path(args.out)
     df = analyze(args.run_dirs, measures=args.measures, out=out, jobs=args.jobs, device=args.device,
                  seed=args.seed, max_samples=args.max_samples or None, plane_params=_plane_params(args.param),
-                 batch_size=args.batch_size, trust=args.trust_pickle, progress=not args.no_progress)
+                 batch_size=args.batch_size, trust=args.trust_pickle, progress=not args.no_progress,
+                 scheduler=args.scheduler)
     manifests = json.loads((out / "manifests.json").read_text()) if (out / "manifests.json").exists() else None
     figs, rep = report_outputs(df, out, manifests)
     print(f"\n{len(df)} rows -> {out / 'results.csv'}")
@@ -72,6 +73,10 @@ def add_parser(sub) -> None:
                         "hessian_trace, grad_norm, grad_pc, weight_distance, loss_barrier (default: binning,kde,linear_probe,knn,rankme,"
                         "source_acc,overcompression)")
     p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (-1: one per CPU)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="Dask distributed scheduler (e.g. tcp://10.0.0.5:8786): run the units on that cluster "
+                        "instead of local --jobs (pip install 'infodyn[distributed]'). Workers need the run "
+                        "folders, data and --out at the same paths and the model's code importable")
     p.add_argument("--device", default="auto", help='"auto" (CUDA when present), "cpu" or "cuda"')
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-samples", dest="max_samples", type=int, default=4096,
