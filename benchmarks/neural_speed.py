@@ -102,7 +102,7 @@ def main() -> None:
     else:
         configs = [dict(base, method=m, critic="separable", steps=1500)
                    for m in ("infonce", "nwj", "mine", "smile", "js")]
-        configs += [dict(base, method=m, critic="concat", hidden=[128, 128], steps=200) for m in ("infonce", "smile")]
+        configs += [dict(base, method=m, critic="concat", hidden=[128, 128], steps=400) for m in ("infonce", "smile")]
 
     run_infodyn(x[:2000], y[:2000], dict(configs[0], steps=10))  # warm-up, as the peer does
     rows = []

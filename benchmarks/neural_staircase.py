@@ -8,7 +8,8 @@ Run from the repository root:
 Twenty independent Gaussian pairs (x_i, y_i) with a common correlation rho; the true MI
 I = -10 log(1 - rho^2) is stepped through 2, 4, 6, 8, 10 nats, ``--steps`` training steps per
 level, a fresh batch of 64 drawn at every step (as in the paper). The cubic variant feeds y^3
-instead of y (same MI, harder critic). Every bound trains its own separable critic (two MLPs
+/ sqrt(15) instead of y (same MI: an invertible map; the constant
+keeps the scale near 1, as infodyn's own standardisation would, harder critic). Every bound trains its own separable critic (two MLPs
 20 -> 256 -> 256 -> 32, ReLU, Adam 5e-4); the value recorded at a step is the bound on that
 step's fresh batch before the update, so it is never measured on data the critic trained on.
 
@@ -34,6 +35,7 @@ OUT_MD = ROOT / "benchmarks" / "results" / "neural_staircase.md"
 OUT_PNG = ROOT / "benchmarks" / "results" / "neural_staircase.png"
 LEVELS = (2.0, 4.0, 6.0, 8.0, 10.0)
 DIM, BATCH, LR = 20, 64, 5e-4
+CUBE_SD = math.sqrt(15.0)  # sd of z^3 for z ~ N(0, 1): a fixed rescaling, MI unchanged
 
 
 def rho_for(mi: float, d: int = DIM) -> float:
@@ -60,7 +62,7 @@ def run(method: str, cubic: bool, steps: int, seed: int) -> np.ndarray:
             x = rng.normal(size=(BATCH, DIM))
             y = rho * x + math.sqrt(1 - rho**2) * rng.normal(size=(BATCH, DIM))
             if cubic:
-                y = y**3
+                y = y**3 / CUBE_SD
             xt = torch.as_tensor(x, dtype=torch.float32)
             yt = torch.as_tensor(y, dtype=torch.float32)
             s = critic(xt, yt)
@@ -68,6 +70,9 @@ def run(method: str, cubic: bool, steps: int, seed: int) -> np.ndarray:
             with torch.no_grad():
                 out[k] = float(obj.value(s, log_b))
             loss = -obj.objective(s, log_b)
+            if not torch.isfinite(loss):  # diverged: record the rest as NaN, reported as such
+                out[k:] = np.nan
+                return out
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -108,8 +113,8 @@ def main() -> None:
         f"{DIM} independent Gaussian pairs, true MI stepped through {', '.join(f'{v:g}' for v in LEVELS)} nats, "
         f"{steps} steps per level, a fresh batch of {BATCH} per step; separable critic (256, 256) -> 32, "
         f"Adam {LR:g}, seed {args.seed}, 1 CPU thread. Columns per level: mean / bias / per-batch SD of the "
-        "bound over the second half of the level's steps (nats). InfoNCE is capped at "
-        f"log {BATCH} = {math.log(BATCH):.2f} nats. Cubic: y -> y^3 (same MI). "
+        "bound over the second half of the level's steps (nats); 'diverged': non-finite loss, training stopped. InfoNCE is capped at "
+        f"log {BATCH} = {math.log(BATCH):.2f} nats. Cubic: y -> y^3 / sqrt(15) (same MI). "
         "Seconds: wall time of the whole run on a shared, busy machine (indicative only).",
         "",
         "| problem | bound | " + " | ".join(f"I = {v:g}" for v in LEVELS) + " | seconds |",
@@ -120,6 +125,9 @@ def main() -> None:
             v = curves[(m, cubic)].reshape(len(LEVELS), steps)[:, steps // 2:]
             cells = []
             for mi, row in zip(LEVELS, v):
+                if not np.all(np.isfinite(row)):
+                    cells.append("diverged")
+                    continue
                 cells.append(f"{row.mean():.2f} / {row.mean() - mi:+.2f} / {row.std():.2f}")
             lines.append(f"| {'cubic' if cubic else 'gaussian'} | {m} | " + " | ".join(cells)
                          + f" | {secs[(m, cubic)]:.0f} |")
