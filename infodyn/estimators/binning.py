@@ -221,7 +221,7 @@ def _bin_params(params: Dict[str, Any]) -> Dict[str, Any]:
     return {k: params[k] for k in keys if k in params and params[k] is not None}
 
 
-@register("binning", symmetric=True, resampling="bootstrap", min_samples=2, discrete_y=True,
+@register("binning", symmetric=True, min_samples=2, discrete_y=True,
           description="plug-in MI of binned variables (equal-width, fixed range/width, quantile)")
 def binning_mi(x: np.ndarray, y: np.ndarray, *, n_bins: Optional[int] = None, bin_width: Optional[float] = None,
                bin_range: Any = None, bin_rule: Optional[str] = None, bin_scope: str = "column",
