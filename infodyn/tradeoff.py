@@ -83,8 +83,10 @@ def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
     return good
 
 
-def _t_interval(values: np.ndarray, level: float = 0.95) -> Tuple[float, float, float]:
-    """(mean, low, high): Student-t interval of the mean; low = high = mean for one value."""
+def _t_interval(values: np.ndarray, level: float = 0.95,
+                bounds: Tuple[float, float] = (-math.inf, math.inf)) -> Tuple[float, float, float]:
+    """(mean, low, high): Student-t interval of the mean, clipped to ``bounds`` (for times: the
+    recorded range, since a peak cannot lie outside it); low = high = mean for one value."""
     from scipy import stats
 
     v = np.asarray(values, dtype=float)
@@ -95,7 +97,7 @@ def _t_interval(values: np.ndarray, level: float = 0.95) -> Tuple[float, float, 
     if v.size == 1:
         return (m, m, m)
     half = float(stats.t.ppf((1 + level) / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
-    return (m, m - half, m + half)
+    return (m, max(m - half, bounds[0]), min(m + half, bounds[1]))
 
 
 def seed_bands(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
@@ -244,8 +246,9 @@ def onset(df: pd.DataFrame, method: Optional[str] = None, min_drop: float = 0.05
                     finals.append(float(sc.iloc[-1]))
             if not (np.isfinite(peaks).any() or np.isfinite(onsets).any() or finals):
                 continue
-            pk = _t_interval(np.array(peaks, dtype=float), level)
-            on = _t_interval(np.array(onsets, dtype=float), level)
+            span = (float(cg["time"].min()), float(cg["time"].max()))
+            pk = _t_interval(np.array(peaks, dtype=float), level, span)
+            on = _t_interval(np.array(onsets, dtype=float), level, span)
             fin = np.asarray([p for p in peaks if np.isfinite(p)], dtype=float)
             ons = np.asarray([o for o in onsets if np.isfinite(o)], dtype=float)
             rows.append({

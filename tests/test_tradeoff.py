@@ -200,3 +200,11 @@ def test_score_accepts_a_data_set_name_and_a_target():
     assert 0.0 <= by_name.extra["target_knn_acc"] <= 1.0
     assert set(by_name.parts) == {"label_share", "rank_collapse", "within_class_collapse"}
     assert {"target_label_share", "target_within_class_collapse"} <= set(by_name.extra)
+
+
+def test_time_intervals_are_clipped_to_the_recorded_range():
+    from infodyn.tradeoff import _t_interval
+
+    m, lo, hi = _t_interval(np.array([1.0, 2.0, 60.0]), 0.95, (0.0, 60.0))
+    assert m == pytest.approx(21.0)
+    assert lo == 0.0 and hi == 60.0
