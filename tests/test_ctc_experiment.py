@@ -81,6 +81,7 @@ def test_output_folder_of_the_user_is_refused(tmp_path):
     with pytest.raises(ValueError, match="did not write"):
         run_tradeoff(tmp_path, quick=True)
     assert main(["ctc-demo", "--out", str(tmp_path), "--quick"]) == 2
+    assert main(["demo", "--ctc", "--out", str(tmp_path), "--quick"]) == 2  # the same job, same guard
     assert mine.read_text() == "keep me" and not (tmp_path / MARKER).exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     with pytest.raises(ValueError, match="unknown data set"):

@@ -3,9 +3,15 @@ from __future__ import annotations
 
 
 def run(args) -> int:
+    if args.ctc:  # the CTC reproduction with its defaults: `infodyn ctc-demo` has every option
+        from infodyn.cli import ctc_demo
+
+        args.out = args.out or "infodyn_ctc"
+        args.seeds, args.data, args.methods = None, ["digits", "mnist1d"], ["ce", "ctc", "ctcnce"]
+        return ctc_demo.run(args)
     from infodyn.demo import run_demo
 
-    df, _ = run_demo(args.out, quick=args.quick, jobs=args.jobs, device=args.device, progress=not args.no_progress)
+    df, _ = run_demo(args.out or "infodyn_demo", quick=args.quick, jobs=args.jobs, device=args.device, progress=not args.no_progress)
     bad = df[df["error"].fillna("").astype(str) != ""]
     if len(bad):
         print(f"{len(bad)} row(s) failed; see the report's Failures section")
@@ -19,8 +25,10 @@ def add_parser(sub) -> None:
                                    "ReLU) and digits 0-4 (target: digits 5-9) while recording checkpoints, "
                                    "runs the full analysis and writes OUT/report.html. About 5 minutes on two "
                                    "CPU cores; --quick about one minute.")
-    p.add_argument("--out", default="infodyn_demo", help="output folder (default ./infodyn_demo; an existing "
-                                                          "folder is reused only if the demo wrote it)")
+    p.add_argument("--out", default=None, help="output folder (default ./infodyn_demo, or ./infodyn_ctc with "
+                                                "--ctc; an existing folder is reused only if the demo wrote it)")
+    p.add_argument("--ctc", action="store_true", help="instead: plain cross-entropy against Contrastive Temporal "
+                                                      "Coding on digits and MNIST-1D (as `infodyn ctc-demo`)")
     p.add_argument("--quick", action="store_true", help="fewer epochs, checkpoints and seeds (< 1 minute)")
     p.add_argument("--jobs", type=int, default=2, help="parallel analysis workers (default 2)")
     p.add_argument("--device", default="auto")
