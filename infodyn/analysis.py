@@ -390,8 +390,11 @@ def _run_unit(unit: Unit) -> List[Dict[str, Any]]:
         if m not in OTHER_MEASURES:
             def plane(m=m):
                 from infodyn.estimators import information_plane
+                from infodyn.estimators.neural import METHODS as NEURAL
 
-                ip = information_plane(t_plane, y_plane, method=m, **plane_params.get(m, {}))
+                # neural bounds estimate I(X;T) from samples of X: the flattened inputs
+                x_plane = xs[plane_idx].reshape(len(plane_idx), -1) if m in NEURAL else None
+                ip = information_plane(t_plane, y_plane, method=m, x=x_plane, **plane_params.get(m, {}))
                 return [(IXT, "source", ip.i_xt.nats, ip.i_xt.ci, m, ip.i_xt.params, ip.i_xt.n),
                         (ITY, "source", ip.i_ty.nats, ip.i_ty.ci, m, ip.i_ty.params, ip.i_ty.n)]
 
