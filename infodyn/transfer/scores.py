@@ -94,6 +94,11 @@ def logme(features: Any, labels: Any, *, tol: float = 1e-8, max_iter: int = 1000
     """
     f, y, c = _features_labels(features, labels, device)
     n, d = f.shape
+    # The maximum evidence does not change when F is scaled (alpha absorbs the scale); scaling
+    # to unit max keeps sigma and the updates away from float under/overflow (1e-150 features gave NaN).
+    scale = f.abs().max()
+    if bool(scale > 0):
+        f = f / scale
     onehot = torch.nn.functional.one_hot(y, c).to(f.dtype)  # (n, C)
     if n > d:  # eigen-decompose the (d, d) Gram matrix instead of the (n, d) matrix
         sigma, v = torch.linalg.eigh(f.T @ f)
