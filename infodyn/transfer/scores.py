@@ -134,7 +134,8 @@ def logme(features: Any, labels: Any, *, tol: float = 1e-8, max_iter: int = 1000
         if bool(((alpha / beta - t).abs() / t <= tol).all()):
             break
     m2, res2 = terms(alpha / beta)
-    evidence = (r / 2.0 * torch.log(alpha) + n / 2.0 * torch.log(beta)
+    # all-zero features (rank 0): no alpha terms (0 * log 0 would be NaN); the noise model alone
+    evidence = ((r / 2.0 * torch.log(alpha) if r else 0.0) + n / 2.0 * torch.log(beta)
                 - 0.5 * torch.log(alpha + beta * sig).sum(0)
                 - beta / 2.0 * res2 - alpha / 2.0 * m2 - n / 2.0 * math.log(2 * math.pi)) / n
     return float(evidence.mean())
