@@ -315,6 +315,10 @@ def linear_cka(a: Any, b: Any, *, device: Any = "auto") -> float:
         raise ValueError(f"linear_cka needs at least 2 rows; a has shape {tuple(x.shape)}")
     x = x - x.mean(0, keepdim=True)
     z = z - z.mean(0, keepdim=True)
+    # CKA ignores isotropic scaling: unit max keeps the fourth powers below from over/underflowing
+    # (features of magnitude 1e149 gave NaN, 1e-150 a false "constant" error)
+    x = x / x.abs().max().clamp_min(torch.finfo(x.dtype).tiny)
+    z = z / z.abs().max().clamp_min(torch.finfo(z.dtype).tiny)
     n = x.shape[0]
     if n >= max(x.shape[1], z.shape[1]):
         cross = torch.linalg.matrix_norm(z.T @ x) ** 2
