@@ -204,3 +204,11 @@ def test_linear_cka_does_not_depend_on_the_scale(scale):
     b = a @ rng.normal(size=(4, 3)) + 0.3 * rng.normal(size=(30, 3))
     assert math.isclose(linear_cka(a * scale, b, device="cpu"), linear_cka(a, b, device="cpu"), rel_tol=1e-9)
     assert math.isclose(linear_cka(a * scale, a * scale, device="cpu"), 1.0, rel_tol=1e-12)
+
+
+def test_logme_with_targets_fit_exactly_is_refused_not_infinite():
+    # rank n: zero residual, the evidence iteration runs off to zero noise (found by hypothesis)
+    f = np.array([[-1.83032036, -1.38078213, 0.12943324], [-0.66013452, 0.75630261, -0.07798505],
+                  [-0.14573873, -0.8941161, -1.80255122]])
+    with pytest.raises(ValueError, match=r"shape \(3, 3\).*zero noise"):
+        logme(f, np.array([0, 1, 0]), device="cpu")

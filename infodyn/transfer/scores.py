@@ -138,6 +138,10 @@ def logme(features: Any, labels: Any, *, tol: float = 1e-8, max_iter: int = 1000
     evidence = ((r / 2.0 * torch.log(alpha) if r else 0.0) + n / 2.0 * torch.log(beta)
                 - 0.5 * torch.log(alpha + beta * sig).sum(0)
                 - beta / 2.0 * res2 - alpha / 2.0 * m2 - n / 2.0 * math.log(2 * math.pi)) / n
+    if not bool(torch.isfinite(evidence).all()):
+        why = (f"the features span all {n} samples (rank {r}), so the one-hot targets are fit with zero noise; "
+               "use more samples than feature dimensions" if r >= n else "the evidence iteration diverged")
+        raise ValueError(f"LogME is not finite for features of shape {(n, d)} and {c} classes: {why}")
     return float(evidence.mean())
 
 
