@@ -280,6 +280,9 @@ def build_model(manifest: Union[RunManifest, str, Path]):
     except TypeError as exc:
         raise ValueError(f"{m.path}: calling {m.model}(**{m.model_kwargs}) failed: {exc}; "
                          "check model_kwargs") from None
+    except Exception as exc:  # the user's callable failed: say which file and key named it
+        raise ValueError(f"{m.path}: the model callable {m.model!r} (key 'model') raised "
+                         f"{type(exc).__name__}: {exc}") from exc
     if not isinstance(model, torch.nn.Module):
         raise ValueError(f"{m.path}: {m.model} returned a {type(model).__name__}, "
                          "not a torch.nn.Module")
