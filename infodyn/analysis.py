@@ -537,7 +537,10 @@ def plan_units(runs: Sequence[Run], measures: Sequence[str], out: Optional[Path]
             from infodyn.runs import build_model
 
             model = build_model(man)
-            run.layers = list(resolve_layers(model, man.layers))
+            try:
+                run.layers = list(resolve_layers(model, man.layers))
+            except ValueError as exc:
+                raise ValueError(f"{man.path}: key 'layers': {exc}") from None
         target = getattr(man, "data_target", None)
         ropts = {**opts, "source": man.data_source, "target": target, "has_target": bool(target),
                  "pool": opts.get("pool") or getattr(man, "pool", None) or "flatten"}

@@ -212,3 +212,122 @@ def test_logme_with_targets_fit_exactly_is_refused_not_infinite():
                   [-0.14573873, -0.8941161, -1.80255122]])
     with pytest.raises(ValueError, match=r"shape \(3, 3\).*zero noise"):
         logme(f, np.array([0, 1, 0]), device="cpu")
+
+
+# ----------------------------------------------------------------------------------------------
+# manifests, paths and checkpoints through `infodyn analyze`
+# (unknown keys and bad types of a manifest, and the malicious pickle at load_checkpoint level,
+# are covered in tests/test_runs_manifest.py and tests/test_runs_load.py)
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    from test_analysis_landscape import record_run
+
+    return record_run(tmp_path_factory.mktemp("hostile"), "base", epochs=2)
+
+
+def variant(base, tmp_path, edit=None, models_py=None, name="run"):
+    import shutil
+
+    import yaml
+
+    d = tmp_path / name
+    shutil.copytree(base, d)
+    if edit is not None:
+        m = yaml.safe_load((d / "infodyn.yaml").read_text())
+        edit(m)
+        (d / "infodyn.yaml").write_text(yaml.safe_dump(m))
+    if models_py:
+        (d / "models.py").write_text(models_py)
+    return d
+
+
+def test_layer_that_does_not_exist_names_the_file_key_and_layer(base_run, tmp_path):
+    from infodyn import analysis
+
+    d = variant(base_run, tmp_path, lambda m: m.update(layers=["fc1", "nope"]))
+    with pytest.raises(ValueError, match=r"infodyn.yaml: key 'layers': layer 'nope' does not exist"):
+        analysis.analyze(d, measures="binning", out=tmp_path / "o", progress=False)
+
+
+def test_model_callable_that_raises_names_the_file_and_key(base_run, tmp_path):
+    from infodyn import analysis
+
+    d = variant(base_run, tmp_path, lambda m: m.update(model="models:boom"),
+                "def boom(**kw):\n    raise RuntimeError('cannot build this')\n")
+    with pytest.raises(ValueError, match=r"infodyn.yaml: the model callable 'models:boom' \(key 'model'\) "
+                                         r"raised RuntimeError: cannot build this"):
+        analysis.analyze(d, measures="binning", out=tmp_path / "o", progress=False)
+
+
+def test_missing_data_file_gives_error_rows_naming_it_and_exit_code_1(base_run, tmp_path, capsys):
+    from infodyn.cli import main
+
+    d = variant(base_run, tmp_path, lambda m: m.update(data={"source": "gone.npz"}))
+    assert main(["analyze", str(d), "--out", str(tmp_path / "o"), "--measures", "binning", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert str(d / "gone.npz") in err and "no such file" in err
+
+
+def test_relative_data_path_resolves_against_the_manifest_and_nothing_is_written_outside_out(
+        base_run, tmp_path, monkeypatch):
+    """data.source: ../data/set.npz is found from any working directory; the run folder, the
+    data folder and the working directory are unchanged afterwards (everything goes to --out)."""
+    from infodyn.cli import main
+    from infodyn.data import load
+
+    ds = load("ib12bit", seed=0)
+    data = tmp_path / "data"
+    data.mkdir()
+    x, y = ds.all()
+    np.savez(data / "set.npz", x=x, y=y)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    d = variant(base_run, runs, lambda m: m.update(data={"source": "../../data/set.npz"}))
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    def snapshot():
+        return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in tmp_path.rglob("*")
+                if not str(p).startswith(str(tmp_path / "out"))}
+
+    before = snapshot()
+    code = main(["analyze", str(d), "--out", str(tmp_path / "out"), "--measures", "binning,source_acc",
+                 "--no-progress"])
+    assert code == 0
+    assert snapshot() == before
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert (df["error"].fillna("") == "").all() and len(df) == 2 * (2 * 2 + 1)
+
+
+class _Payload:
+    """Unpickling this runs open(marker, "w"): a stand-in for arbitrary code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_malicious_checkpoint_in_a_run_never_runs_its_payload(base_run, tmp_path, capsys):
+    """End to end: a run whose checkpoint carries a pickle payload; analyze (every measure kind,
+    landscape references included) refuses the file, reports it, and the payload never runs."""
+    from infodyn.cli import main
+
+    d = variant(base_run, tmp_path)
+    marker = tmp_path / "PWNED"
+    victim = sorted(d.glob("epoch*.pt"))[0]  # the first checkpoint: also the landscape reference
+    state = torch.load(victim, weights_only=True)
+    state["evil"] = _Payload(marker)
+    torch.save(state, victim)
+    code = main(["analyze", str(d), "--out", str(tmp_path / "o"), "--measures",
+                 "binning,source_acc,weight_distance", "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert victim.name in err and "refused" in err
+    assert not marker.exists()
