@@ -240,6 +240,13 @@ def import_callable(spec: str, *, search_dir: Optional[Path] = None, where: str 
         mod_name, _, attr = spec.rpartition(".")
     if not mod_name or not attr:
         raise ValueError(f"{where}: model {spec!r} must look like 'package.module:callable'")
+    if search_dir is not None and "." not in mod_name:
+        local = Path(search_dir) / f"{mod_name}.py"
+        cached = sys.modules.get(mod_name)
+        if (cached is not None and local.is_file()
+                and Path(getattr(cached, "__file__", None) or "").resolve() != local.resolve()):
+            # another run's module of the same name (both keep a models.py): import this run's own
+            del sys.modules[mod_name]
     added = False
     if search_dir is not None and str(search_dir) not in sys.path:
         sys.path.insert(0, str(search_dir))
