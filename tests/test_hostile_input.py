@@ -331,3 +331,15 @@ def test_malicious_checkpoint_in_a_run_never_runs_its_payload(base_run, tmp_path
     err = capsys.readouterr().err
     assert victim.name in err and "refused" in err
     assert not marker.exists()
+
+
+def test_two_runs_with_their_own_models_py_each_get_their_own(base_run, tmp_path):
+    """Both runs keep a models.py (same module name, different code): each run builds its own."""
+    from infodyn import analysis
+
+    a = variant(base_run, tmp_path / "a", lambda m: m.update(model="models:make_a"),
+                "from infodyn.models import mlp\n\ndef make_a(**kw):\n    return mlp(**kw)\n", name="run-a")
+    b = variant(base_run, tmp_path / "b", lambda m: m.update(model="models:make_b"),
+                "from infodyn.models import mlp\n\ndef make_b(**kw):\n    return mlp(**kw)\n", name="run-b")
+    df = analysis.analyze([a, b], measures="binning", out=None, progress=False)
+    assert (df["error"] == "").all() and set(df["run"]) == {"run-a", "run-b"}
