@@ -69,7 +69,8 @@ DEFAULT_NORM = "euclidean"
 #: "auto" uses the tree on CPU when the joint dimension (dx + dy, or dx for labels) is at most this,
 #: and brute force above it or on CUDA. Measured single-threaded at n = 20000: the tree is 6x faster
 #: at joint dimension 4 (both norms), even at 8 (Euclidean) or 1.2x faster (max), 2x slower at 10-12
-#: (Euclidean); it gains with n (n log n against n^2). See benchmarks/results/mi_speed.md.
+#: (Euclidean); it gains with n (n log n against n^2). Ad-hoc runs of ksg(algorithm=...) at
+#: dx = dy = 1..6; benchmarks/results/mi_speed.md times the resulting default.
 TREE_MAX_DIM = 8
 #: on CPU a block holds at most about this many distances per matrix (cache-sized)
 CPU_BLOCK_ELEMS = 2**16
