@@ -235,7 +235,9 @@ def run_tradeoff(out="ctc_tradeoff", quick: bool = False, seeds: Optional[Sequen
         raise ValueError(f"unknown method(s) {bad or methods}; choose from {METHODS}")
     out = prepare_out(Path(out))
     seeds = tuple(seeds) if seeds is not None else ((0, 1) if quick else (0, 1, 2))
-    dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    from infodyn.estimators.base import resolve_device
+
+    dev = str(resolve_device(device))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small networks: more threads only add contention
     t0 = time.perf_counter()

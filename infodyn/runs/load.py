@@ -130,9 +130,9 @@ def _short(msg: str, limit: int = 200) -> str:
 
 
 def _auto_device() -> str:
-    import torch
+    from infodyn.estimators.base import resolve_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(resolve_device("auto"))
 
 
 def _load_safetensors(path: Path, map_location) -> Tuple[Any, Dict]:

@@ -11,15 +11,7 @@ from typing import Any, Optional, Tuple
 import numpy as np
 import torch
 
-
-def resolve_device(device: Any = "auto") -> torch.device:
-    """'auto' (or None) -> CUDA when present, else CPU. Returns a torch.device."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was requested but CUDA is not available on this machine")
-    return dev
+from infodyn.estimators.base import resolve_device  # noqa: F401  (re-exported for the metrics)
 
 
 def _shape(a: Any) -> Tuple[int, ...]:
@@ -134,3 +126,25 @@ def as_probabilities(p: Any, name: str, device: torch.device, atol: float = 1e-4
             f"{float(t[i].sum()):.6g}): pass softmax probabilities, not logits"
         )
     return t / t.sum(1, keepdim=True)
+
+
+def check_train_test(x_train: Any, y_train: Any, x_test: Any, y_test: Any, device: torch.device,
+                            dtype=torch.float64) -> Tuple[torch.Tensor, np.ndarray, np.ndarray,
+                                                          torch.Tensor, np.ndarray]:
+    """Checks a (train, test) pair of feature/label sets as the probes take them.
+
+    Returns (x_train (n, d) tensor, y_train codes (n,), classes (C,), x_test (m, d) tensor,
+    y_test as given (m,)). Raises ValueError naming the argument and shapes on any mismatch.
+    """
+    xtr = as_features(x_train, "x_train", device, dtype)
+    xte = as_features(x_test, "x_test", device, dtype)
+    if xtr.shape[1] != xte.shape[1]:
+        raise ValueError(
+            f"x_train and x_test must have the same number of features: shapes "
+            f"{tuple(xtr.shape)} and {tuple(xte.shape)}"
+        )
+    codes, classes = encode_labels(y_train, "y_train", n_rows=xtr.shape[0], x_name="x_train",
+                                   x_shape=tuple(xtr.shape))
+    yte = as_label_array(y_test, "y_test")
+    check_rows(tuple(xte.shape), yte.shape, "x_test", "y_test")
+    return xtr, codes, classes, xte, yte

@@ -26,7 +26,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ._checks import as_features, as_label_array, check_rows, encode_labels, resolve_device
+from ._checks import resolve_device, check_train_test
 
 _BUDGET = 1 << 28  # bytes per block of pairwise work (about 256 MiB)
 _U32 = 2.0 ** -24  # float32 unit roundoff (accumulation)
@@ -202,17 +202,7 @@ def knn_accuracy(
     """
     t0 = time.perf_counter()
     dev = resolve_device(device)
-    xtr = as_features(x_train, "x_train", dev)
-    xte = as_features(x_test, "x_test", dev)
-    if xtr.shape[1] != xte.shape[1]:
-        raise ValueError(
-            f"x_train and x_test must have the same number of features: shapes "
-            f"{tuple(xtr.shape)} and {tuple(xte.shape)}"
-        )
-    codes, classes = encode_labels(y_train, "y_train", n_rows=xtr.shape[0], x_name="x_train",
-                                   x_shape=tuple(xtr.shape))
-    yte = as_label_array(y_test, "y_test")
-    check_rows(tuple(xte.shape), yte.shape, "x_test", "y_test")
+    xtr, codes, classes, xte, yte = check_train_test(x_train, y_train, x_test, y_test, dev)
     if not (isinstance(k, (int, np.integer)) and 1 <= k <= xtr.shape[0]):
         raise ValueError(f"k must be an integer in [1, n_train={xtr.shape[0]}] (x_train shape {tuple(xtr.shape)}), got {k!r}")
     if not (temperature > 0 and np.isfinite(temperature)):

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._checks import as_features, as_label_array, check_rows, encode_labels, resolve_device
+from ._checks import resolve_device, check_train_test
 
 DEFAULT_L2_GRID = tuple(np.logspace(-6, 1, 10).tolist())
 
@@ -232,17 +232,7 @@ def linear_probe(
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     tdtype = torch.float32 if dtype == "float32" else torch.float64
-    xtr = as_features(x_train, "x_train", dev, tdtype)
-    xte = as_features(x_test, "x_test", dev, tdtype)
-    if xtr.shape[1] != xte.shape[1]:
-        raise ValueError(
-            f"x_train and x_test must have the same number of features: shapes "
-            f"{tuple(xtr.shape)} and {tuple(xte.shape)}"
-        )
-    codes, classes = encode_labels(y_train, "y_train", n_rows=xtr.shape[0], x_name="x_train",
-                                   x_shape=tuple(xtr.shape))
-    yte_raw = as_label_array(y_test, "y_test")
-    check_rows(tuple(xte.shape), yte_raw.shape, "x_test", "y_test")
+    xtr, codes, classes, xte, yte_raw = check_train_test(x_train, y_train, x_test, y_test, dev, tdtype)
     pos = np.searchsorted(classes, yte_raw)
     pos = np.clip(pos, 0, classes.shape[0] - 1)
     unseen = classes[pos] != yte_raw
