@@ -8,12 +8,7 @@ from infodyn.transfer import knn_accuracy
 from infodyn.transfer import knn as knn_mod
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def brute_neighbours(xtr, xte, k):

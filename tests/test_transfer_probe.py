@@ -10,13 +10,7 @@ from infodyn.transfer import DEFAULT_L2_GRID, linear_probe
 from infodyn.transfer.probe import stratified_split
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny problems: one thread avoids OpenMP stalls on a shared, oversubscribed machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def blobs(n, d, c, sep, seed):
