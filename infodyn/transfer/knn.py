@@ -138,7 +138,9 @@ def knn_neighbours(
                 kk = min(n_train, k + extra)
                 rows = pending[todo]
                 qp = q64[rows]
-                low, cand = low_all[todo].topk(kk, dim=1, largest=True, sorted=False)
+                # the first pass covers every row: no copy of the (rows, n_train) block
+                src = low_all if todo.numel() == low_all.shape[0] else low_all[todo]
+                low, cand = src.topk(kk, dim=1, largest=True, sorted=False)
                 top = rerank(qp, cand).topk(k, dim=1, largest=True, sorted=True)
                 if kk == n_train:
                     ok = torch.ones(qp.shape[0], dtype=torch.bool, device=qp.device)
