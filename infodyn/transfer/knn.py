@@ -28,7 +28,8 @@ import torch
 
 from ._checks import resolve_device, check_train_test
 
-_BUDGET = 1 << 28  # bytes per block of pairwise work (about 256 MiB)
+_BUDGET = 1 << 28  # bytes of candidate re-ranking work per step (about 256 MiB)
+_BLOCK_BYTES = 1 << 26  # float64 bytes per (test block x n_train) block: small enough to reuse
 _U32 = 2.0 ** -24  # float32 unit roundoff (accumulation)
 
 
@@ -38,7 +39,7 @@ def _levels(device: torch.device):
     # bfloat16 only on CPUs that multiply it natively (oneDNN accumulates in float32); CUDA may
     # reduce bfloat16 products in reduced precision, which the bound below does not cover
     if device.type == "cpu" and _cpu_has_bf16():
-        levels.append((torch.bfloat16, (32, 128), 2.0 ** -8))
+        levels.append((torch.bfloat16, (16, 128), 2.0 ** -8))
     # on CUDA a float32 product may run in TF32 (10-bit mantissa): bound it as such
     levels.append((torch.float32, (8, 64), 2.0 ** -11 if device.type == "cuda" else _U32))
     return levels
@@ -61,6 +62,42 @@ def _error_bound(u: float, d: int):
     a = 1.1 * ((2 * u + u * u) * (1 + u) + d * _U32 * (1 + 3 * u))
     b = 1.1 * u * (1 + 3 * u)
     return a, b
+
+
+def _low_copy(x64: torch.Tensor, nx: torch.Tensor, dt, rows: int, measure: bool):
+    """Normalised rows x_j / ||x_j|| rounded to ``dt``, built through one reused float64 block.
+
+    Returns (copy (n, d) of ``dt``, max_j ||x_j / ||x_j|| - copy_j|| when ``measure`` else None).
+    """
+    rows = max(1, min(rows, x64.shape[0]))
+    worst = 0.0
+    out = torch.empty(x64.shape, dtype=dt, device=x64.device)
+    tmp = torch.empty(rows, x64.shape[1], dtype=torch.float64, device=x64.device)
+    for r in range(0, x64.shape[0], rows):
+        t = tmp[:min(rows, x64.shape[0] - r)]
+        torch.div(x64[r:r + rows], nx[r:r + rows, None], out=t)
+        out[r:r + rows] = t
+        if measure:
+            worst = max(worst, float(t.sub_(out[r:r + rows].to(torch.float64)).norm(dim=1).max()))
+    return out, (worst if measure else None)
+
+
+def _measured(dt, device: torch.device) -> bool:
+    # the measured bound needs the inputs rounded by us; a CUDA float32 product may round
+    # them again internally (TF32), so there only the worst-case bound holds
+    return dt == torch.bfloat16 and device.type == "cpu"
+
+
+def _measured_bound(q64: torch.Tensor, ql: torch.Tensor, ex: float, u: float, d: int) -> torch.Tensor:
+    """Per-row term a of the error bound from the actual input rounding errors, (rows,) float64.
+
+    With q~ = q + e_q and x~ = x + e_x (unit q, x): q~.x~ - q.x = e_q.x + q.e_x + e_q.e_x, so by
+    Cauchy-Schwarz |q~.x~ - q.x| <= ||e_q|| + ||e_x|| + ||e_q|| ||e_x||, never more than the
+    worst case 2u + u^2 of :func:`_error_bound` and typically half of it. Accumulation over d
+    terms in float32 adds d 2^-24 (1 + u)^2; the 10% safety factor is kept.
+    """
+    eq = (q64 - ql.to(torch.float64)).norm(dim=1)
+    return 1.1 * ((eq + ex + eq * ex) * (1 + u) + d * _U32 * (1 + 3 * u))
 
 
 @dataclass
@@ -96,12 +133,15 @@ def knn_neighbours(
     rows settled at each stage, keyed ("bfloat16", extra), ("float32", extra) or "float64".
     """
     n_train, d = xtr64.shape
-    xn64 = _normalise(xtr64)
-    levels = [(dt, extras, _error_bound(u, d)) for dt, extras, u in _levels(xtr64.device)]
+    # train rows are never normalised as a whole float64 copy (a fresh 8 n_train d-byte array
+    # costs more in page faults than the arithmetic): similarities are (x_j . q) / ||x_j||
+    nx = xtr64.norm(dim=1).clamp_min(1e-30)  # zero rows stay zero
+    levels = [(dt, extras, u, _error_bound(u, d)) for dt, extras, u in _levels(xtr64.device)]
     low_copies = {}  # low-precision training features, made when a stage first needs them
-    kk_max = min(n_train, k + max([e for _, extras, _ in levels for e in extras], default=0))
+    kk_max = min(n_train, k + max([e for _, extras, _, _ in levels for e in extras], default=0))
     if block_size is None:  # the float64 fallback holds (block, n_train) similarities
-        block_size = max(1, _BUDGET // (8 * n_train))
+        block_size = max(1, _BLOCK_BYTES // (8 * n_train))
+    block_size = min(block_size, xte64.shape[0])
     # candidates are re-ranked a few rows at a time through one reused gather buffer
     sub = max(1, min(block_size, 8, (_BUDGET // 8) // (8 * kk_max * d)))
     buf = torch.empty(sub * kk_max, d, dtype=torch.float64, device=xtr64.device)
@@ -110,13 +150,13 @@ def knn_neighbours(
         sims = torch.empty(cand.shape, dtype=torch.float64, device=qp.device)
         for r in range(0, cand.shape[0], sub):
             c = cand[r:r + sub]
-            g = torch.index_select(xn64, 0, c.reshape(-1), out=buf[:c.numel()]).view(c.shape[0], -1, d)
+            g = torch.index_select(xtr64, 0, c.reshape(-1), out=buf[:c.numel()]).view(c.shape[0], -1, d)
             if g.is_cuda:
                 sims[r:r + sub] = torch.einsum("bd,bkd->bk", qp[r:r + sub], g)
             else:  # on CPU one matrix-vector product per row beats batched forms (n = 1) by 3-5x
                 for i in range(c.shape[0]):
                     torch.mv(g[i], qp[r + i], out=sims[r + i])
-        return sims
+        return sims.div_(nx[cand])
 
     vals_out, idx_out = [], []
     for s in range(0, xte64.shape[0], block_size):
@@ -125,12 +165,18 @@ def knn_neighbours(
         vals = torch.empty(b, k, dtype=torch.float64, device=q64.device)
         idx = torch.empty(b, k, dtype=torch.long, device=q64.device)
         pending = torch.arange(b, device=q64.device)
-        for dt, extras, delta in levels:
+        for dt, extras, u, delta in levels:
             if pending.numel() == 0:
                 break
             if dt not in low_copies:
-                low_copies[dt] = xn64.to(dt)
-            low_all = q64[pending].to(dt) @ low_copies[dt].T
+                xl, ex = _low_copy(xtr64, nx, dt, block_size, _measured(dt, xtr64.device))
+                # one reused output block: fresh memory for every block would page-fault
+                out = torch.empty(block_size, n_train, dtype=dt, device=xl.device)
+                low_copies[dt] = (xl, ex, out)
+            xl, ex, out = low_copies[dt]
+            ql = q64[pending].to(dt)
+            low_all = torch.mm(ql, xl.T, out=out[:ql.shape[0]])
+            a_rows = delta[0] if ex is None else _measured_bound(q64[pending], ql, ex, u, d)
             todo = torch.arange(pending.numel(), device=q64.device)  # rows of low_all
             for extra in extras:
                 if todo.numel() == 0:
@@ -146,7 +192,8 @@ def knn_neighbours(
                     ok = torch.ones(qp.shape[0], dtype=torch.bool, device=qp.device)
                 else:  # every point left out has true similarity <= l + a + b |l|, l = min(low)
                     lmin = low.min(dim=1).values.to(torch.float64)
-                    ok = top.values[:, -1] > lmin + delta[0] + delta[1] * lmin.abs()
+                    a_r = a_rows if ex is None else a_rows[todo]
+                    ok = top.values[:, -1] > lmin + a_r + delta[1] * lmin.abs()
                 if stats is not None:
                     key = (str(dt).replace("torch.", ""), extra)
                     stats[key] = stats.get(key, 0) + int(ok.sum())
@@ -155,7 +202,7 @@ def knn_neighbours(
                 todo = todo[~ok]
             pending = pending[todo]
         if pending.numel():
-            top = (q64[pending] @ xn64.T).topk(k, dim=1, largest=True, sorted=True)
+            top = ((q64[pending] @ xtr64.T) / nx).topk(k, dim=1, largest=True, sorted=True)
             vals[pending], idx[pending] = top.values, top.indices
             if stats is not None:
                 stats["float64"] = stats.get("float64", 0) + int(pending.numel())
