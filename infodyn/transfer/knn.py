@@ -12,10 +12,14 @@ Neighbours are found exactly (as a float64 computation would find them, ranking 
 fast, by a certified two-stage search: candidates come from a low-precision product (bfloat16
 on CPUs that multiply it natively, else float32; float32/TF32 on CUDA), their similarities are
 recomputed in float64 and re-ranked, and a row is accepted only when its k-th float64
-similarity exceeds the lowest candidate's low-precision similarity by more than the worst-case
-rounding error of that product; other rows go to the next precision, and finally to a plain
-float64 search. Memory: a normalised float64 copy and a low-precision copy of the training
-features, plus one block of similarities (about 256 MiB).
+similarity exceeds the lowest candidate's low-precision similarity by more than a rigorous
+bound on the rounding error of that product (on CPU with bfloat16, from the measured input
+rounding errors ||q - bf16(q)|| and max_j ||x_j - bf16(x_j)|| by Cauchy-Schwarz; otherwise the
+worst case); other rows go to the next precision, and finally to a plain float64 search.
+Candidates whose upper bound lies below the k-th largest lower bound are not re-ranked.
+Float64 similarities are computed as (x_j . q) / ||x_j|| with q normalised, so no normalised
+float64 copy of the training set is made. Memory: a low-precision copy of the training features
+plus one reused block of low-precision similarities (about 32 MiB of float64 work per block).
 """
 from __future__ import annotations
 
