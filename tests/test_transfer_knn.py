@@ -144,3 +144,36 @@ def test_small_training_set_where_candidates_cover_all_rows():
     assert np.array_equal(np.sort(i.numpy(), 1), np.sort(ref_i, 1))
     sk = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute").fit(xtr, ytr)
     assert np.array_equal(knn_accuracy(xtr, ytr, xte, yte, k=k, weighted=False).predictions, sk.predict(xte))
+
+
+def test_low_copy_is_the_rounded_normalised_rows_and_measures_their_error():
+    r = np.random.default_rng(10)
+    x = torch.from_numpy(r.normal(size=(300, 24)) * r.uniform(0.1, 10, size=(300, 1)))
+    nx = x.norm(dim=1)
+    xl, ex = knn_mod._low_copy(x, nx, torch.bfloat16, 64, True)  # 64-row chunks, last one partial
+    xn = x / nx[:, None]
+    assert torch.equal(xl, xn.to(torch.bfloat16))
+    err = (xn - xl.double()).norm(dim=1)
+    assert ex == pytest.approx(float(err.max()), rel=1e-12)
+    assert 0 < ex <= 2.0 ** -8  # never above the worst case u ||x||
+
+
+@pytest.mark.parametrize("d", [8, 64, 512])
+def test_measured_bound_covers_the_actual_bfloat16_product_error(d):
+    # adversarial-ish rows: equal magnitudes maximise the rounding error; the bound must hold
+    # for every (test, train) pair, and stay below the worst-case bound it replaces
+    r = np.random.default_rng(d)
+    rows = [r.normal(size=(200, d)), np.sign(r.normal(size=(200, d))) * (1 + 2.0 ** -9)]
+    x = torch.from_numpy(np.concatenate(rows))
+    q = torch.from_numpy(np.concatenate([r.normal(size=(100, d)), x[:50].numpy() * 3]))
+    nx = x.norm(dim=1)
+    xl, ex = knn_mod._low_copy(x, nx, torch.bfloat16, 128, True)
+    qn = q / q.norm(dim=1, keepdim=True)
+    ql = qn.to(torch.bfloat16)
+    low = (ql @ xl.T).to(torch.float64)
+    exact = (qn @ x.T) / nx
+    u = 2.0 ** -8
+    a = knn_mod._measured_bound(qn, ql, ex, u, d)
+    b = knn_mod._error_bound(u, d)[1]
+    assert bool(((low - exact).abs() <= a[:, None] + b * low.abs()).all())
+    assert float(a.max()) <= knn_mod._error_bound(u, d)[0]
