@@ -134,6 +134,19 @@ def logme_reference(f, y):
     return float(np.mean(evidences))
 
 
+# ------------------------------------------------------------------------------ k-NN profile
+
+
+def knn_profile(xtr, ytr, xte, yte, top=7):
+    """[(operator, self CPU ms)] of one majority-vote knn_accuracy run, largest first."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        knn_accuracy(xtr, ytr, xte, yte, k=20, weighted=False)
+    ev = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    return [(e.key, e.self_cpu_time_total / 1000) for e in ev[:top]]
+
+
 # ------------------------------------------------------------------------------ main
 
 
@@ -197,6 +210,9 @@ def main(argv=None):
     say(f"| sklearn KNeighborsClassifier(cosine, brute), fit + predict | {t_skk.cpu:.3f} | {t_skk.wall:.3f} | {np.mean(sk_pred == yte):.4f} | - | 1.0x |")
     say(f"\nTest rows settled per stage of the certified search: {stats} "
         f"(bfloat16 products on CPU: {knn_mod._cpu_has_bf16()}).\n")
+    say("Where infodyn's majority-vote time goes (torch.profiler, one run, self CPU ms of the "
+        "largest operators; the profiler adds some overhead): "
+        + ", ".join(f"{name} {ms:.1f}" for name, ms in knn_profile(xtr, ytr, xte, yte)) + ".\n")
 
     # 3. LogME --------------------------------------------------------------------------------
     f = np.concatenate([xtr, xte])
