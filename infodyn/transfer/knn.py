@@ -19,7 +19,7 @@ worst case); other rows go to the next precision, and finally to a plain float64
 Candidates whose upper bound lies below the k-th largest lower bound are not re-ranked.
 Float64 similarities are computed as (x_j . q) / ||x_j|| with q normalised, so no normalised
 float64 copy of the training set is made. Memory: a low-precision copy of the training features
-plus one reused block of low-precision similarities (about 32 MiB of float64 work per block).
+plus one reused block of low-precision similarities (blocks of about 64 MiB of float64 work).
 """
 from __future__ import annotations
 
