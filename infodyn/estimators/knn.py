@@ -359,6 +359,15 @@ def _ksg_exact_rows(sx: _Space, sy: _Space, rows, k: int, variant: int):
 # Ross (continuous x, discrete y), brute force in blocks
 
 
+def _class_groups(labels: np.ndarray, k: int):
+    """Yields (member indices, k_c) per class of at least two samples, k_c = min(k, size - 1):
+    Ross (2014) as scikit-learn's mutual_info_classif does it (singleton classes are dropped)."""
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        if members.shape[0] >= 2:
+            yield members, min(k, members.shape[0] - 1)
+
+
 def _ross_brute(sx: _Space, labels: np.ndarray, k: int, memory_mb: float):
     """(k_i, N_{y_i}, m_i) for the kept points (classes with >= 2 samples), as numpy arrays."""
     import torch
@@ -368,12 +377,8 @@ def _ross_brute(sx: _Space, labels: np.ndarray, k: int, memory_mb: float):
     B = _block_rows(n, memory_mb, dev, n_mats=3)
     inf = float("inf")
     ks, ns, ms = [], [], []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
+    for members, kk in _class_groups(labels, k):
         nc = members.shape[0]
-        if nc < 2:
-            continue
-        kk = min(k, nc - 1)
         kc = min(kk + 1, nc - 1)
         cols = torch.as_tensor(members, device=dev)
         for s in range(0, nc, B):
@@ -510,12 +515,8 @@ def _ross_tree(x: np.ndarray, labels: np.ndarray, k: int, norm: str, workers: in
     p = _p(norm, x.shape[1])
     full = cKDTree(x)
     ks, ns, ms = [], [], []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
+    for members, kk in _class_groups(labels, k):
         nc = members.shape[0]
-        if nc < 2:
-            continue
-        kk = min(k, nc - 1)
         xc = x[members]
         r = cKDTree(xc).query(xc, k=kk + 1, p=p, workers=workers)[0][:, kk]
         m = full.query_ball_point(xc, _strict(r, p), p=p, return_length=True, workers=workers)
