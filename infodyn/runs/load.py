@@ -60,15 +60,19 @@ def _raw_load(path: Path, *, trust: bool, map_location, mmap: bool = False) -> T
         map_location = _auto_device()
     import torch
 
-    kwargs = {"map_location": map_location, "weights_only": not trust}
+    def load(**extra):
+        if trust:  # the user's explicit opt-in (trust=True / --trust-pickle): full unpickling
+            return torch.load(str(path), map_location=map_location, weights_only=False, **extra)
+        return torch.load(str(path), map_location=map_location, weights_only=True, **extra)
+
     try:
         if mmap:
             try:
-                return torch.load(str(path), mmap=True, **kwargs), {}
+                return load(mmap=True), {}
             except RuntimeError as exc:  # legacy (non-zip) files cannot be memory-mapped
                 if "mmap" not in str(exc):
                     raise
-        return torch.load(str(path), **kwargs), {}
+        return load(), {}
     except pickle.UnpicklingError as exc:
         msg = str(exc)
         if not trust and _needs_full_pickle(msg):
