@@ -7,7 +7,7 @@ from pathlib import Path
 
 def _plane_params(items):
     """``--param kde.noise_var=0.001`` -> {"kde": {"noise_var": 0.001}}."""
-    from infodyn.cli.estimate import _parse_value
+    from infodyn._text import parse_scalar
 
     out = {}
     for item in items or []:
@@ -15,7 +15,7 @@ def _plane_params(items):
             raise ValueError(f"--param expects METHOD.NAME=VALUE (e.g. kde.noise_var=0.001), got {item!r}")
         key, value = item.split("=", 1)
         method, name = key.split(".", 1)
-        out.setdefault(method, {})[name] = _parse_value(value)
+        out.setdefault(method, {})[name] = parse_scalar(value)
     return out
 
 

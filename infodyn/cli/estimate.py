@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from infodyn._text import parse_scalar
+
 
 def _load_array(path: str):
     import numpy as np
@@ -16,15 +18,6 @@ def _load_array(path: str):
     if p.suffix in (".csv", ".txt"):
         return np.loadtxt(p, delimiter="," if p.suffix == ".csv" else None)
     raise ValueError(f"{p}: expected a .npy, .csv or .txt array file")
-
-
-def _parse_value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
 
 
 def run(args) -> int:
@@ -40,7 +33,7 @@ def run(args) -> int:
         if "=" not in item:
             raise ValueError(f"--param expects NAME=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        params[key] = _parse_value(value)
+        params[key] = parse_scalar(value)
     est = estimate_mi(x, y, method=args.method, ci=args.ci, **params)
     if args.json:
         print(json.dumps(est.to_dict(), default=str))

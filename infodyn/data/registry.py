@@ -17,6 +17,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from infodyn._text import parse_scalar
+
 from .dataset import DEFAULT_SPLIT, Dataset, array_sha256, build, format_classes, parse_classes
 
 MANIFEST_PATH = Path(__file__).with_name("data_manifest.yaml")
@@ -102,12 +104,7 @@ def manifest_entry(name: str, path: Optional[Union[str, Path]] = None) -> Dict[s
 def _value(text: str):
     if "," in text:
         return tuple(_value(t) for t in text.split(","))
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+    return parse_scalar(text)
 
 
 def _text(v) -> str:
