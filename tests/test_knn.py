@@ -60,6 +60,8 @@ def ref_ross(x, labels, k, norm):
 
 
 EXACT = dict(noise=0.0, standardize=False)
+#: every CPU backend; "compiled" needs numba, a dependency of infodyn
+BACKENDS = ("brute", "tree", "compiled")
 
 
 @pytest.mark.parametrize("dims", [(1, 1), (3, 2)])
@@ -71,7 +73,7 @@ def test_ksg_equals_bruteforce_reference(dims, variant, norm):
     x = r.normal(size=(n, dims[0]))
     y = 0.5 * x[:, : dims[1]] + r.normal(size=(n, dims[1]))
     ref = ref_ksg(x, y, 4, variant, norm)
-    for algo in ("brute", "tree"):
+    for algo in BACKENDS:
         got = ksg(x, y, k=4, variant=variant, norm=norm, algorithm=algo, **EXACT).nats
         assert got == pytest.approx(ref, abs=1e-10), algo
 
@@ -85,7 +87,7 @@ def test_ross_equals_bruteforce_reference(norm):
     labels[:2] = 7  # a class of two (k_i = 1) ...
     labels[2] = 9  # ... and a singleton, which is dropped
     ref = ref_ross(x, labels, 3, norm)
-    for algo in ("brute", "tree"):
+    for algo in BACKENDS:
         got = ksg(x, labels, k=3, norm=norm, algorithm=algo, **EXACT)
         assert got.nats == pytest.approx(ref, abs=1e-10), algo
         assert got.params["n_used"] == n - 1
@@ -135,11 +137,11 @@ def test_equals_sklearn_in_one_dimension():
     x, y, _ = correlated_gaussian(600, 0.6, seed=2)
     for k in (3, 5):
         peer = mutual_info_regression(x, y[:, 0], n_neighbors=k, random_state=0)[0]
-        for algo in ("brute", "tree"):
+        for algo in BACKENDS:
             assert ksg(x, y, k=k, algorithm=algo).nats == pytest.approx(peer, abs=1e-9)
     labels = (y[:, 0] > 0).astype(int) + (y[:, 0] > 1)
     peer = mutual_info_classif(x, labels, n_neighbors=3, random_state=0)[0]
-    for algo in ("brute", "tree"):
+    for algo in BACKENDS:
         assert ksg(x, labels, k=3, algorithm=algo).nats == pytest.approx(peer, abs=1e-9)
 
 
@@ -148,7 +150,7 @@ def test_equals_ennemi_multivariate():
     x, y, _ = correlated_gaussian(600, 0.5, d=4, seed=3)
     sd = lambda a: a / a.std(0)  # noqa: E731  (ennemi's own preprocessing, per variable)
     peer = ent._estimate_single_mi(sd(x), sd(y), 3)
-    for algo in ("brute", "tree"):
+    for algo in BACKENDS:
         assert ksg(x, y, k=3, norm="max", algorithm=algo).nats == pytest.approx(peer, abs=1e-3)
 
 
@@ -188,17 +190,47 @@ def test_duplicates_are_finite_and_seeded():
     x = r.integers(0, 4, size=(500, 2)).astype(float)
     y = x[:, :1] + r.integers(0, 2, size=(500, 1))
     for noise in (0.0, 1e-10):
-        for algo in ("brute", "tree"):
+        for algo in BACKENDS:
             assert np.isfinite(ksg(x, y, noise=noise, algorithm=algo).nats)
     assert ksg(x, y, seed=1).nats == ksg(x, y, seed=1).nats
     assert ksg(x, y, seed=1, algorithm="brute").nats == ksg(x, y, seed=1, algorithm="tree").nats
+    assert ksg(x, y, seed=1, algorithm="compiled").nats == ksg(x, y, seed=1, algorithm="tree").nats
+
+
+@pytest.mark.parametrize("dims", [(7, 5), (13, 2)])
+def test_compiled_threads_and_tiles_change_nothing(dims):
+    # n spans several 512-point tiles and a partial last one, rows split over 1 and 3 threads
+    r = np.random.default_rng(sum(dims))
+    n = 1300
+    x = r.normal(size=(n, dims[0]))
+    y = 0.4 * x[:, : dims[1]] + r.normal(size=(n, dims[1]))
+    labels = r.integers(0, 4, n)
+    for norm in ("max", "euclidean"):
+        for variant in (1, 2):
+            one = ksg(x, y, variant=variant, norm=norm, algorithm="compiled", workers=1).nats
+            assert ksg(x, y, variant=variant, norm=norm, algorithm="compiled", workers=3).nats == one
+            assert ksg(x, y, variant=variant, norm=norm, algorithm="brute").nats == pytest.approx(one, abs=1e-12)
+        one = ksg(x, labels, norm=norm, algorithm="compiled", workers=1).nats
+        assert ksg(x, labels, norm=norm, algorithm="compiled", workers=3).nats == one
+        assert ksg(x, labels, norm=norm, algorithm="brute").nats == pytest.approx(one, abs=1e-12)
+
+
+def test_auto_picks_a_backend_by_dimension():
+    r = np.random.default_rng(10)
+    x, y = r.normal(size=(300, 2)), r.normal(size=(300, 2))
+    assert ksg(x, y, device="cpu").params["algorithm"] == "tree"
+    x, y = r.normal(size=(300, 6)), r.normal(size=(300, 6))
+    assert ksg(x, y, device="cpu").params["algorithm"] == "compiled"
+    x = r.normal(size=(300, 64))
+    assert ksg(x, y, device="cpu", norm="euclidean").params["algorithm"] == "brute"
+    assert ksg(x, y, device="cpu", norm="max").params["algorithm"] == "compiled"
 
 
 def test_params_recorded_through_estimate_mi():
     x, y, _ = correlated_gaussian(200, 0.5, seed=9)
     est = infodyn.estimate_mi(x, y, method="ksg", k=5)
     p = est.params
-    assert p["k"] == 5 and p["norm"] in ("max", "euclidean") and p["algorithm"] in ("brute", "tree")
+    assert p["k"] == 5 and p["norm"] in ("max", "euclidean") and p["algorithm"] in BACKENDS
     assert p["noise"] == 1e-10 and p["seed"] == 0 and p["estimator"] == "ksg1"
     est = infodyn.estimate_mi(x, y, method="ksg", algorithm="brute", device="cpu")
     assert est.params["device"] == "cpu" and est.params["algorithm"] == "brute"
@@ -218,8 +250,9 @@ def test_bad_input():
         ksg(x, y, neighbours=3)
     with pytest.raises(ValueError, match="algorithm"):
         ksg(x, y, algorithm="kd")
-    with pytest.raises(ValueError, match="each seen once"):
-        ksg(x, np.arange(50))
+    for algo in BACKENDS:
+        with pytest.raises(ValueError, match="each seen once"):
+            ksg(x, np.arange(50), algorithm=algo)
     with pytest.raises(ValueError, match="NaN"):
         infodyn.estimate_mi(np.full((10, 2), np.nan), y[:10], method="ksg")
     with pytest.raises(ValueError, match="same number of rows"):

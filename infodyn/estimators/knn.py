@@ -27,7 +27,7 @@ duplicated samples; with ``noise=0`` ties are kept and counted by the strict/non
 (a sample with k or more exact duplicates gets eps = 0 and n_x = 0, which inflates the estimate:
 KSG assumes continuous data).
 
-Neighbour search is exact, by one of two backends chosen by ``algorithm``:
+Neighbour search is exact, by one of three backends chosen by ``algorithm``:
 
 * ``"brute"``: blocks of query rows against all n points in torch on ``device`` ("auto" = CUDA when
   present), never an n x n matrix; blocks are sized from ``memory_mb`` (and kept cache-sized on CPU).
@@ -40,9 +40,13 @@ Neighbour search is exact, by one of two backends chosen by ``algorithm``:
 * ``"tree"``: scipy's cKDTree. For the Euclidean norm the joint distance max(|dx|_2, |dy|_2) is not a
   Minkowski norm: candidates come from the joint L2 ball of radius sqrt(2) times the k-th joint L2
   distance, which holds every point within the k-th joint distance, and are ranked exactly.
-* ``"auto"``: the tree on CPU for a low joint dimension (see ``TREE_MAX_DIM``), else brute force.
+* ``"compiled"``: numba kernels on CPU (:mod:`infodyn.estimators._knn_compiled`), float64
+  distances straight from the coordinates, tiled for the cache, ``workers`` threads.
+* ``"auto"``: on CUDA brute force; on CPU the tree for a low joint dimension (see
+  :func:`_choose`), else the compiled kernels (brute force when numba cannot be imported, and
+  for the Euclidean norm above ``COMPILED_MAX_EUCLIDEAN_DIM`` per space, where the Gram GEMM wins).
 
-Both backends give the same number up to the choice among exactly tied neighbours (variant 2) and,
+All backends give the same number up to the choice among exactly tied neighbours (variant 2) and,
 for the Euclidean tree, distances within 1e-12 (relative) of a threshold, where cKDTree's rounding
 differs from ours. The default norm is Euclidean (:data:`DEFAULT_NORM`, chosen from
 benchmarks/results/mi_accuracy.md); ``norm="max"`` gives the paper's estimator and the numbers of
@@ -61,17 +65,25 @@ from scipy.special import digamma
 from .base import RawEstimate, register, resolve_device
 
 NORMS = ("max", "euclidean")
-ALGORITHMS = ("auto", "brute", "tree")
+ALGORITHMS = ("auto", "brute", "tree", "compiled")
 #: default norm within each space: Euclidean, from benchmarks/results/mi_accuracy.md (the same as
 #: the max norm in one dimension; 15 % less bias at d = 4 and at d = 16 per side on Gaussian and
 #: Student-t data, and less on the 12-bit task)
 DEFAULT_NORM = "euclidean"
-#: "auto" uses the tree on CPU when the joint dimension (dx + dy, or dx for labels) is at most this,
-#: and brute force above it or on CUDA. Measured single-threaded at n = 20000: the tree is 6x faster
-#: at joint dimension 4 (both norms), even at 8 (Euclidean) or 1.2x faster (max), 2x slower at 10-12
-#: (Euclidean); it gains with n (n log n against n^2). Ad-hoc runs of ksg(algorithm=...) at
-#: dx = dy = 1..6; benchmarks/results/mi_speed.md times the resulting default.
+#: without numba, "auto" uses the tree on CPU when the joint dimension (dx + dy, or dx for labels)
+#: is at most this, and torch brute force above it. Measured single-threaded at n = 20000: the tree
+#: is 6x faster than torch brute force at joint dimension 4 (both norms), even at 8 (Euclidean) or
+#: 1.2x faster (max), 2x slower at 10-12 (Euclidean); it gains with n (n log n against n^2).
 TREE_MAX_DIM = 8
+#: with numba, "auto" uses the tree up to this joint dimension (and up to 6 from n = 50000 on), the
+#: compiled kernels above. Measured single-threaded, dx = dy: at n = 20000 the tree takes 0.07-0.17 s
+#: at 1+1, 0.3 s at 2+2 (compiled 0.4 s), 0.8-0.9 s at 3+3 (compiled 0.5 s), 1.7-2.3 s at 4+4
+#: (compiled 0.5 s); at n = 100000 2.1 s at 2+2 against 14 s compiled.
+TREE_MAX_DIM_COMPILED = 4
+#: the compiled kernels compute Euclidean distances coordinate by coordinate; above this many
+#: dimensions per space the float64 Gram GEMM of the brute-force path is faster (n = 5000: compiled
+#: 1.5x faster at 32, 1.1x at 64; n = 2000: 2.7x slower at 512)
+COMPILED_MAX_EUCLIDEAN_DIM = 48
 #: on CPU a block holds at most about this many distances per matrix (cache-sized)
 CPU_BLOCK_ELEMS = 2**16
 #: parameters other estimators share; a generic caller may pass them to every method
@@ -552,10 +564,34 @@ def _check_params(k, variant, norm, algorithm, noise, unknown: Dict[str, Any]) -
         raise ValueError(f"ksg noise must be a finite number >= 0, got {noise!r}")
 
 
-def _choose(algorithm: str, dev, joint_dim: int) -> str:
+def _compiled():
+    """The numba kernels module, or None when numba cannot be imported."""
+    try:
+        from . import _knn_compiled
+    except ImportError:
+        return None
+    return _knn_compiled
+
+
+def _choose(algorithm: str, dev, n: int, dims: Tuple[int, ...], norm: str) -> str:
+    """The backend for ``algorithm`` on ``dev`` for n points with ``dims`` (per space)."""
+    if algorithm == "compiled":
+        if _compiled() is None:
+            raise ValueError("ksg algorithm='compiled' needs numba: pip install numba")
+        if dev.type != "cpu":
+            raise ValueError(f"ksg algorithm='compiled' runs on CPU only, got device={dev}")
     if algorithm != "auto":
         return algorithm
-    return "tree" if (dev.type == "cpu" and joint_dim <= TREE_MAX_DIM) else "brute"
+    if dev.type != "cpu":
+        return "brute"
+    joint = sum(dims)
+    if _compiled() is None:
+        return "tree" if joint <= TREE_MAX_DIM else "brute"
+    if joint <= TREE_MAX_DIM_COMPILED or (joint <= 6 and n >= 50_000):
+        return "tree"
+    if norm == "euclidean" and max(dims) > COMPILED_MAX_EUCLIDEAN_DIM:
+        return "brute"
+    return "compiled"
 
 
 @register(
@@ -593,10 +629,11 @@ def ksg(
         standardize: divide each coordinate by its standard deviation first.
         noise: relative jitter added to continuous coordinates (0 for none), seeded by ``seed``.
         seed: seed of the jitter.
-        algorithm: "auto", "brute" (torch, blocks, any device) or "tree" (scipy cKDTree, CPU).
+        algorithm: "auto", "brute" (torch, blocks, any device), "tree" (scipy cKDTree, CPU) or
+            "compiled" (numba, CPU).
         device: torch device for "brute"; "auto" = CUDA when present, else CPU.
-        memory_mb: memory budget (MiB) for one block of pairwise distances.
-        workers: threads for the tree backend (-1: all).
+        memory_mb: memory budget (MiB) for one block of pairwise distances ("brute").
+        workers: threads for the tree and compiled backends (-1: one per core).
 
     Returns:
         RawEstimate(nats, params) with the resolved norm, algorithm, device and preprocessing.
@@ -615,9 +652,12 @@ def ksg(
         "k": k, "norm": norm, "standardize": bool(standardize), "noise": float(noise), "seed": seed,
     }
     if discrete:
-        algo = _choose(algorithm, dev, x.shape[1])
+        algo = _choose(algorithm, dev, n, (x.shape[1],), norm)
         if algo == "tree":
             out = _ross_tree(xs, y, k, norm, workers)
+        elif algo == "compiled":
+            out = _compiled().ross_counts(xs, y, k, norm == "euclidean", workers)
+            out = out if out[0].shape[0] else None
         else:
             out = _ross_brute(_Space(xs, norm, dev), y, k, memory_mb)
         if out is None:
@@ -630,9 +670,11 @@ def ksg(
         params.update(estimator="ross2014", algorithm=algo, n_used=int(kk.shape[0]))
     else:
         ys = preprocess(y, standardize=standardize, noise=noise, rng=rng)
-        algo = _choose(algorithm, dev, x.shape[1] + y.shape[1])
+        algo = _choose(algorithm, dev, n, (x.shape[1], y.shape[1]), norm)
         if algo == "tree":
             nx, ny = _ksg_tree(xs, ys, k, variant, norm, workers)
+        elif algo == "compiled":
+            nx, ny = _compiled().ksg_counts(xs, ys, k, variant, norm == "euclidean", workers)
         else:
             nx, ny = _ksg_brute(_Space(xs, norm, dev), _Space(ys, norm, dev), k, variant, memory_mb)
         if variant == 1:
