@@ -55,8 +55,18 @@ def test_label_independent_features_give_chance():
         assert abs(knn_accuracy(xtr, ytr, xte, yte, weighted=weighted).accuracy - 1 / c) < tol
 
 
+@pytest.fixture(params=["compiled", "torch"])
+def first_stage(request, monkeypatch):
+    """Runs a test with the numba first stage of the search (the CPU default) and without it."""
+    if request.param == "torch":
+        monkeypatch.setattr(knn_mod, "_compiled_kernels", lambda: None)
+    elif knn_mod._compiled_kernels() is None:
+        pytest.skip("numba is not installed")
+    return request.param
+
+
 @pytest.mark.parametrize("spread,block", [(1.0, None), (0.05, 37), (0.002, 64)])
-def test_neighbours_exactly_match_brute_force(spread, block):
+def test_neighbours_exactly_match_brute_force(spread, block, first_stage):
     # small spreads defeat the low-precision certificate and exercise every fallback level
     xtr, _, xte, _ = clustered(1500, 300, 24, 4, spread, seed=2)
     k = 15
@@ -83,7 +93,7 @@ def test_every_fallback_level_gives_the_same_neighbours(monkeypatch):
         assert stats["float64"] > 0 and sum(stats.values()) == 200
 
 
-def test_majority_vote_matches_sklearn_predictions():
+def test_majority_vote_matches_sklearn_predictions(first_stage):
     xtr, ytr, xte, yte = clustered(2000, 600, 32, 10, 2.0, seed=4)
     sk = KNeighborsClassifier(n_neighbors=20, metric="cosine", algorithm="brute").fit(xtr, ytr)
     ours = knn_accuracy(xtr, ytr, xte, yte, k=20, weighted=False, block_size=100)
@@ -135,7 +145,25 @@ def test_cuda_matches_cpu():
     assert np.array_equal(a.predictions, b.predictions)
 
 
-def test_small_training_set_where_candidates_cover_all_rows():
+def test_duplicated_training_rows_give_the_same_similarities_either_way(monkeypatch):
+    # exact ties at the k-th neighbour: the two first stages may pick different tied rows, but
+    # never different similarities
+    r = np.random.default_rng(11)
+    base = r.normal(size=(400, 20))
+    xtr = np.concatenate([base, base, base[:50]])
+    xte = r.normal(size=(120, 20))
+    ref_s, _ = brute_neighbours(xtr, xte, 7)
+    s, i = knn_mod.knn_neighbours(torch.from_numpy(xtr), torch.from_numpy(xte), 7)
+    monkeypatch.setattr(knn_mod, "_compiled_kernels", lambda: None)
+    s2, _ = knn_mod.knn_neighbours(torch.from_numpy(xtr), torch.from_numpy(xte), 7)
+    np.testing.assert_allclose(s.numpy(), ref_s, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(s2.numpy(), s.numpy(), rtol=0, atol=1e-12)
+    got = np.einsum("qd,qkd->qk", xte / np.linalg.norm(xte, axis=1, keepdims=True),
+                    xtr[i.numpy()] / np.linalg.norm(xtr[i.numpy()], axis=2, keepdims=True))
+    np.testing.assert_allclose(got, ref_s, rtol=0, atol=1e-12)  # the indices carry those values
+
+
+def test_small_training_set_where_candidates_cover_all_rows(first_stage):
     xtr, ytr, xte, yte = clustered(30, 40, 6, 3, 1.0, seed=9)
     k = 20  # k + extra candidates exceed n_train: every row is re-ranked exactly
     ref_s, ref_i = brute_neighbours(xtr, xte, k)

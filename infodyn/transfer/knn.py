@@ -167,6 +167,7 @@ def knn_neighbours(
                     torch.mv(g[i, :ms[i]], qp[r + i], out=sims[r + i, :ms[i]])
         return sims.div_(nx[cand])
 
+    kernels = _compiled_kernels() if xtr64.device.type == "cpu" else None
     vals_out, idx_out = [], []
     for s in range(0, xte64.shape[0], block_size):
         q64 = _normalise(xte64[s:s + block_size])
@@ -193,30 +194,15 @@ def knn_neighbours(
                 kk = min(n_train, k + extra)
                 rows = pending[todo]
                 qp = q64[rows]
-                # the first pass covers every row: no copy of the (rows, n_train) block
-                src = low_all if todo.numel() == low_all.shape[0] else low_all[todo]
-                low, cand = src.topk(kk, dim=1, largest=True, sorted=True)
-                a_r = a_rows if ex is None else a_rows[todo, None]
-                need = None
-                if not cand.is_cuda:
-                    # true similarities lie in [l - e, l + e], e = a + b |l|, both ends increasing
-                    # in l: a candidate whose upper end is below the k-th largest lower end is
-                    # not among the k nearest and is not re-ranked (a prefix of the sorted row)
-                    lf = low.to(torch.float64)
-                    err = a_r + delta[1] * lf.abs()
-                    lower_k = (lf - err)[:, k - 1:k]
-                    need = ((lf + err) >= lower_k).sum(dim=1).tolist()
-                top = rerank(qp, cand, need).topk(k, dim=1, largest=True, sorted=True)
-                if kk == n_train:
-                    ok = torch.ones(qp.shape[0], dtype=torch.bool, device=qp.device)
-                else:  # every point left out has true similarity <= l + a + b |l|, l = min(low)
-                    lmin = low[:, -1:].to(torch.float64)
-                    ok = (top.values[:, -1:] > lmin + a_r + delta[1] * lmin.abs())[:, 0]
+                if kernels is not None and dt == torch.bfloat16 and ex is not None and todo.numel() == low_all.shape[0]:
+                    top_v, top_i, ok = _settle_compiled(kernels, low_all, qp, xtr64, nx, a_rows, delta[1], k, kk)
+                else:
+                    top_v, top_i, ok = _settle_torch(low_all, todo, qp, a_rows, ex, delta, rerank, k, kk, n_train)
                 if stats is not None:
                     key = (str(dt).replace("torch.", ""), extra)
                     stats[key] = stats.get(key, 0) + int(ok.sum())
-                vals[rows[ok]] = top.values[ok]
-                idx[rows[ok]] = cand.gather(1, top.indices)[ok]
+                vals[rows[ok]] = top_v[ok]
+                idx[rows[ok]] = top_i[ok]
                 todo = todo[~ok]
             pending = pending[todo]
         if pending.numel():
@@ -227,6 +213,72 @@ def knn_neighbours(
         vals_out.append(vals)
         idx_out.append(idx)
     return torch.cat(vals_out), torch.cat(idx_out)
+
+
+def _settle_torch(low_all, todo, qp, a_rows, ex, delta, rerank, k: int, kk: int, n_train: int):
+    """One stage of the certified search in torch: (values (rows, k) float64, indices, ok (rows,))
+    for the rows ``todo`` of the low-precision block ``low_all``."""
+    # the first pass covers every row: no copy of the (rows, n_train) block
+    src = low_all if todo.numel() == low_all.shape[0] else low_all[todo]
+    low, cand = src.topk(kk, dim=1, largest=True, sorted=True)
+    a_r = a_rows if ex is None else a_rows[todo, None]
+    need = None
+    if not cand.is_cuda:
+        # true similarities lie in [l - e, l + e], e = a + b |l|, both ends increasing
+        # in l: a candidate whose upper end is below the k-th largest lower end is
+        # not among the k nearest and is not re-ranked (a prefix of the sorted row)
+        lf = low.to(torch.float64)
+        err = a_r + delta[1] * lf.abs()
+        lower_k = (lf - err)[:, k - 1:k]
+        need = ((lf + err) >= lower_k).sum(dim=1).tolist()
+    top = rerank(qp, cand, need).topk(k, dim=1, largest=True, sorted=True)
+    if kk == n_train:
+        ok = torch.ones(qp.shape[0], dtype=torch.bool, device=qp.device)
+    else:  # every point left out has true similarity <= l + a + b |l|, l = min(low)
+        lmin = low[:, -1:].to(torch.float64)
+        ok = (top.values[:, -1:] > lmin + a_r + delta[1] * lmin.abs())[:, 0]
+    return top.values, cand.gather(1, top.indices), ok
+
+
+def _compiled_kernels():
+    """The numba module of the first search stage on CPU, or None without numba."""
+    try:
+        from . import _knn_compiled
+    except ImportError:
+        return None
+    return _knn_compiled
+
+
+_BF16_TABLE = []
+
+
+def _settle_compiled(kernels, low_all, qp, xtr64, nx, a_rows, b: float, k: int, kk: int):
+    """The same stage as :func:`_settle_torch` for a whole bfloat16 block on CPU, by
+    :func:`infodyn.transfer._knn_compiled.settle`, rows split over torch's thread count."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not _BF16_TABLE:
+        _BF16_TABLE.append(kernels.bf16_table())
+    rows = low_all.shape[0]
+    vals = np.empty((rows, k))
+    idx = np.empty((rows, k), dtype=np.int64)
+    ok = np.empty(rows, dtype=np.bool_)
+    args = (low_all.view(torch.int16).numpy(), qp.numpy(), xtr64.contiguous().numpy(), nx.numpy(),
+            a_rows.contiguous().numpy())
+
+    def part(sl):
+        lo, q, x, n_, a = args
+        kernels.settle(lo[sl], _BF16_TABLE[0], q[sl], x, n_, a[sl], float(b), k, kk, vals[sl], idx[sl], ok[sl])
+
+    workers = max(1, min(torch.get_num_threads(), rows // 64))
+    step = -(-rows // workers)
+    parts = [slice(s, s + step) for s in range(0, rows, step)]
+    if workers == 1:
+        part(parts[0])
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(part, parts))
+    return torch.from_numpy(vals), torch.from_numpy(idx), torch.from_numpy(ok)
 
 
 def knn_predict_codes(
