@@ -195,6 +195,10 @@ def main(argv=None):
     knn_mod.knn_neighbours(torch.from_numpy(xtr), torch.from_numpy(xte), 20, None, stats)
     t_maj, maj = timed(lambda: knn_accuracy(xtr, ytr, xte, yte, k=20, weighted=False), reps)
     t_w, wres = timed(lambda: knn_accuracy(xtr, ytr, xte, yte, k=20, weighted=True), reps)
+    compiled = knn_mod._compiled_kernels
+    knn_mod._compiled_kernels = lambda: None  # the torch first stage, as without numba
+    t_tf, tf = timed(lambda: knn_accuracy(xtr, ytr, xte, yte, k=20, weighted=False), reps)
+    knn_mod._compiled_kernels = compiled
 
     def sk_knn():
         m = KNeighborsClassifier(n_neighbors=20, metric="cosine", algorithm="brute").fit(xtr, ytr)
@@ -207,11 +211,12 @@ def main(argv=None):
     say("|---|---:|---:|---:|---:|---:|")
     say(f"| infodyn knn_accuracy, majority vote | {t_maj.cpu:.3f} | {t_maj.wall:.3f} | {maj.accuracy:.4f} | {same}/{len(yte)} | {t_skk / t_maj:.1f}x |")
     say(f"| infodyn knn_accuracy, DINO weighted vote (T=0.07) | {t_w.cpu:.3f} | {t_w.wall:.3f} | {wres.accuracy:.4f} | - | {t_skk / t_w:.1f}x |")
+    say(f"| infodyn knn_accuracy, majority vote, torch first stage (no numba) | {t_tf.cpu:.3f} | {t_tf.wall:.3f} | {tf.accuracy:.4f} | {int(np.sum(sk_pred == tf.predictions))}/{len(yte)} | {t_skk / t_tf:.1f}x |")
     say(f"| sklearn KNeighborsClassifier(cosine, brute), fit + predict | {t_skk.cpu:.3f} | {t_skk.wall:.3f} | {np.mean(sk_pred == yte):.4f} | - | 1.0x |")
     say(f"\nTest rows settled per stage of the certified search: {stats} "
         f"(bfloat16 products on CPU: {knn_mod._cpu_has_bf16()}).\n")
     say("Where infodyn's majority-vote time goes (torch.profiler, one run, self CPU ms of the "
-        "largest operators; the profiler adds some overhead): "
+        "largest operators; infodyn::knn_settle_compiled is the numba first stage; the profiler adds some overhead): "
         + ", ".join(f"{name} {ms:.1f}" for name, ms in knn_profile(xtr, ytr, xte, yte)) + ".\n")
 
     # 3. LogME --------------------------------------------------------------------------------

@@ -184,6 +184,37 @@ def test_low_copy_is_the_rounded_normalised_rows_and_measures_their_error():
     err = (xn - xl.double()).norm(dim=1)
     assert ex == pytest.approx(float(err.max()), rel=1e-12)
     assert 0 < ex <= 2.0 ** -8  # never above the worst case u ||x||
+    kernels = knn_mod._compiled_kernels()
+    if kernels is not None:  # the fused numba copy rounds the same way and measures the same
+        bits = np.empty((300, 24), dtype=np.int16)
+        ex2 = kernels.bf16_rows(x.numpy(), nx.numpy(), bits)
+        assert torch.equal(torch.from_numpy(bits).view(torch.bfloat16), xl)
+        assert ex2 == pytest.approx(ex, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_radix_select_finds_the_kth_largest(seed):
+    kernels = knn_mod._compiled_kernels()
+    if kernels is None:
+        pytest.skip("numba is not installed")
+    r = np.random.default_rng(seed)
+    v = r.integers(-32768, 32768, size=r.integers(1, 700)).astype(np.int16)
+    if seed % 2:
+        v[: len(v) // 2] = v[0]  # many ties
+    hist = np.empty(256, dtype=np.int32)
+    for kk in sorted({1, len(v) // 3 + 1, len(v)}):
+        assert kernels._kth_largest(v, kk, hist) == np.sort(v)[::-1][kk - 1]
+
+
+def test_bfloat16_keys_order_like_the_values():
+    kernels = knn_mod._compiled_kernels()
+    if kernels is None:
+        pytest.skip("numba is not installed")
+    vals = torch.tensor([-3.0, -1.0, -1e-30, -0.0, 0.0, 1e-30, 0.5, 2.0, 1e30]).to(torch.bfloat16)
+    keys = [kernels._key(np.int16(b)) for b in vals.view(torch.int16).tolist()]
+    assert keys == sorted(keys) and len(set(keys[4:])) == 5
+    table = kernels.bf16_table()
+    assert [kernels._value(kk, table) for kk in keys] == vals.double().tolist()
 
 
 @pytest.mark.parametrize("d", [8, 64, 512])

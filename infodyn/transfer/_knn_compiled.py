@@ -14,8 +14,8 @@ buffer:
    largest of them, and the certificate: the k-th float64 similarity must exceed the bound of the
    lowest candidate, above which no point left out can lie.
 
-bfloat16 values arrive as their int16 bit patterns; ``key`` maps them to integers in the order of
-the values, so that the group maxima are plain integer reductions.
+bfloat16 values arrive as their int16 bit patterns; ``_key`` maps them to int16 keys in the order
+of the values, so that the group maxima are plain integer reductions.
 """
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ G = 16
 
 @njit(nogil=True, cache=True, boundscheck=False, inline="always")
 def _key(v):  # pragma: no cover - compiled
-    """Order-preserving integer key of a bfloat16 bit pattern read as int16."""
-    w = np.int32(v)
-    return w if w >= 0 else np.int32(-32769) - w
+    """Order-preserving integer key of a bfloat16 bit pattern read as int16: negative patterns
+    (sign bit set) have their other 15 bits flipped. The map is its own inverse."""
+    return v ^ ((v >> 15) & 0x7FFF)
 
 
 def bf16_table() -> np.ndarray:
@@ -43,8 +43,31 @@ def bf16_table() -> np.ndarray:
 @njit(nogil=True, cache=True, boundscheck=False, inline="always")
 def _value(key, table):  # pragma: no cover - compiled
     """The value of a bfloat16 from its key (inverse of :func:`_key`, then the table)."""
-    w = key if key >= 0 else np.int32(-32769) - key
-    return table[w & 0xFFFF]
+    return table[_key(key) & 0xFFFF]
+
+
+@njit(nogil=True, cache=True, boundscheck=False)
+def _kth_largest(v, kk, hist):  # pragma: no cover - compiled
+    """The kk-th largest of the int16 values v (kk <= len(v)) by a two-digit radix select:
+    a histogram of the high bytes finds the bucket, a second one of the low bytes within it the
+    value. (Insertion into a sorted list took twice as long, for mispredicted branches.)"""
+    hist[:] = 0
+    for t in range(v.shape[0]):
+        hist[(v[t] >> 8) + 128] += 1
+    left = kk
+    hi = 255
+    while hist[hi] < left:
+        left -= hist[hi]
+        hi -= 1
+    hist[:] = 0
+    for t in range(v.shape[0]):
+        if (v[t] >> 8) + 128 == hi:
+            hist[v[t] & 0xFF] += 1
+    lo = 255
+    while hist[lo] < left:
+        left -= hist[lo]
+        lo -= 1
+    return ((hi - 128) << 8) | lo
 
 
 @njit(nogil=True, cache=True, boundscheck=False, fastmath={"reassoc", "contract"})
@@ -54,6 +77,47 @@ def _dot(a, b):  # pragma: no cover - compiled
     for e in range(a.shape[0]):
         acc += a[e] * b[e]
     return acc
+
+
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"reassoc", "contract"})
+def _dot4(a0, a1, a2, a3, b):  # pragma: no cover - compiled
+    """(a0 . b, a1 . b, a2 . b, a3 . b), each summed as :func:`_dot` sums."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    for e in range(b.shape[0]):
+        s0 += a0[e] * b[e]
+        s1 += a1[e] * b[e]
+        s2 += a2[e] * b[e]
+        s3 += a3[e] * b[e]
+    return s0, s1, s2, s3
+
+
+@njit(nogil=True, cache=True, boundscheck=False)
+def bf16_rows(x, nx, out):  # pragma: no cover - compiled
+    """Writes the bfloat16 bit patterns of x_j / ||x_j|| (rounded to float32, then to nearest
+    even bfloat16, as torch rounds) to ``out`` (n, d) int16; returns max_j ||x_j / ||x_j|| -
+    bf16(x_j / ||x_j||)||, the measured input rounding error of the bound."""
+    n, d = x.shape
+    f = np.empty(d, np.float32)
+    v = np.empty(d)
+    bits = f.view(np.uint32)
+    worst = 0.0
+    for j in range(n):
+        for e in range(d):
+            v[e] = x[j, e] / nx[j]
+            f[e] = v[e]
+        err = 0.0
+        for e in range(d):
+            b = bits[e]
+            r = (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+            out[j, e] = np.int16(np.uint16(r))
+            bits[e] = r << np.uint32(16)
+            diff = v[e] - np.float64(f[e])
+            err += diff * diff
+        worst = max(worst, np.sqrt(err))
+    return worst
 
 
 @njit(nogil=True, cache=True, boundscheck=False)
@@ -68,29 +132,21 @@ def settle(low, table, q, x, nx, a_rows, b, k, kk, vals, idx, ok):  # pragma: no
     """
     rows, n = low.shape
     ng = (n + G - 1) // G
-    gmax = np.empty(ng, np.int32)
-    best = np.empty(kk, np.int32)
+    gmax = np.empty(ng, np.int16)
+    hist = np.empty(256, np.int32)
     ckey = np.empty(ng * G, np.int32)
     cidx = np.empty(ng * G, np.int64)
     sims = np.empty(kk)
     for i in range(rows):
         li = low[i]
-        gmax[:] = np.int32(-2147483647)
+        gmax[:] = -32768
         for t0 in range(0, n, ng):  # group g holds columns g, g + ng, g + 2 ng, ...
-            for g in range(min(ng, n - t0)):
-                gmax[g] = max(gmax[g], _key(li[t0 + g]))
-        thr = np.int32(-2147483647)
-        if ng > kk:  # the kk-th largest group maximum, by insertion into an ascending list
-            best[:] = np.int32(-2147483647)
-            for g in range(ng):
-                v = gmax[g]
-                if v > best[0]:
-                    p = 1
-                    while p < kk and best[p] < v:
-                        best[p - 1] = best[p]
-                        p += 1
-                    best[p - 1] = v
-            thr = best[0]
+            seg = li[t0:t0 + min(ng, n - t0)]  # a view: this form vectorises (5x faster)
+            for g in range(seg.shape[0]):
+                gmax[g] = max(gmax[g], _key(seg[g]))
+        thr = -32768
+        if ng > kk:
+            thr = _kth_largest(gmax, kk, hist)
         c = 0
         for g in range(ng):
             if gmax[g] >= thr:
@@ -104,13 +160,27 @@ def settle(low, table, q, x, nx, a_rows, b, k, kk, vals, idx, ok):  # pragma: no
         a = a_rows[i]
         lk = _value(ckey[order[k - 1]], table)
         lower_k = lk - (a + b * abs(lk))
-        sims[:] = -np.inf
-        for s in range(kk):
-            lv = _value(ckey[order[s]], table)
+        need = 0  # sorted: once a candidate's upper bound is below lower_k, all later ones are
+        while need < kk:
+            lv = _value(ckey[order[need]], table)
             if lv + a + b * abs(lv) < lower_k:
-                break  # sorted: every later candidate is below too
+                break
+            need += 1
+        sims[:] = -np.inf
+        qi = q[i]
+        s = 0
+        while s + 4 <= need:  # four rows at once: four memory streams in flight
+            j0, j1, j2, j3 = cidx[order[s]], cidx[order[s + 1]], cidx[order[s + 2]], cidx[order[s + 3]]
+            d0, d1, d2, d3 = _dot4(x[j0], x[j1], x[j2], x[j3], qi)
+            sims[s] = d0 / nx[j0]
+            sims[s + 1] = d1 / nx[j1]
+            sims[s + 2] = d2 / nx[j2]
+            sims[s + 3] = d3 / nx[j3]
+            s += 4
+        while s < need:
             j = cidx[order[s]]
-            sims[s] = _dot(x[j], q[i]) / nx[j]
+            sims[s] = _dot(x[j], qi) / nx[j]
+            s += 1
         top = np.argsort(-sims, kind="mergesort")[:k]
         for s in range(k):
             vals[i, s] = sims[top[s]]

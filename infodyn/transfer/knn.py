@@ -16,7 +16,10 @@ similarity exceeds the lowest candidate's low-precision similarity by more than 
 bound on the rounding error of that product (on CPU with bfloat16, from the measured input
 rounding errors ||q - bf16(q)|| and max_j ||x_j - bf16(x_j)|| by Cauchy-Schwarz; otherwise the
 worst case); other rows go to the next precision, and finally to a plain float64 search.
-Candidates whose upper bound lies below the k-th largest lower bound are not re-ranked.
+Candidates whose upper bound lies below the k-th largest lower bound are not re-ranked. On CPU
+the first bfloat16 stage (selection, pruning, re-ranking, certificate) runs as one compiled numba
+pass per row (:mod:`infodyn.transfer._knn_compiled`); later stages, CUDA, and machines without
+numba use the torch operators.
 Float64 similarities are computed as (x_j . q) / ||x_j|| with q normalised, so no normalised
 float64 copy of the training set is made. Memory: a low-precision copy of the training features
 plus one reused block of low-precision similarities (blocks of about 64 MiB of float64 work).
@@ -179,21 +182,28 @@ def knn_neighbours(
             if pending.numel() == 0:
                 break
             if dt not in low_copies:
-                xl, ex = _low_copy(xtr64, nx, dt, block_size, _measured(dt, xtr64.device))
+                if kernels is not None and dt == torch.bfloat16:  # one fused pass, 2x faster
+                    bits = np.empty(tuple(xtr64.shape), dtype=np.int16)
+                    ex = float(kernels.bf16_rows(xtr64.contiguous().numpy(), nx.numpy(), bits))
+                    xl = torch.from_numpy(bits).view(torch.bfloat16)
+                else:
+                    xl, ex = _low_copy(xtr64, nx, dt, block_size, _measured(dt, xtr64.device))
                 # one reused output block: fresh memory for every block would page-fault
                 out = torch.empty(block_size, n_train, dtype=dt, device=xl.device)
                 low_copies[dt] = (xl, ex, out)
             xl, ex, out = low_copies[dt]
-            ql = q64[pending].to(dt)
+            whole = pending.numel() == b  # then no indexed copies of the block
+            qpend = q64 if whole else q64[pending]
+            ql = qpend.to(dt)
             low_all = torch.mm(ql, xl.T, out=out[:ql.shape[0]])
-            a_rows = delta[0] if ex is None else _measured_bound(q64[pending], ql, ex, u, d)
+            a_rows = delta[0] if ex is None else _measured_bound(qpend, ql, ex, u, d)
             todo = torch.arange(pending.numel(), device=q64.device)  # rows of low_all
             for extra in extras:
                 if todo.numel() == 0:
                     break
                 kk = min(n_train, k + extra)
                 rows = pending[todo]
-                qp = q64[rows]
+                qp = qpend if todo.numel() == pending.numel() else qpend[todo]
                 if kernels is not None and dt == torch.bfloat16 and ex is not None and todo.numel() == low_all.shape[0]:
                     top_v, top_i, ok = _settle_compiled(kernels, low_all, qp, xtr64, nx, a_rows, delta[1], k, kk)
                 else:
@@ -273,11 +283,12 @@ def _settle_compiled(kernels, low_all, qp, xtr64, nx, a_rows, b: float, k: int, 
     workers = max(1, min(torch.get_num_threads(), rows // 64))
     step = -(-rows // workers)
     parts = [slice(s, s + step) for s in range(0, rows, step)]
-    if workers == 1:
-        part(parts[0])
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(part, parts))
+    with torch.profiler.record_function("infodyn::knn_settle_compiled"):  # visible to profilers
+        if workers == 1:
+            part(parts[0])
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(part, parts))
     return torch.from_numpy(vals), torch.from_numpy(idx), torch.from_numpy(ok)
 
 
