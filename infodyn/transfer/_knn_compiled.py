@@ -94,7 +94,7 @@ def _dot4(a0, a1, a2, a3, b):  # pragma: no cover - compiled
     return s0, s1, s2, s3
 
 
-@njit(nogil=True, cache=True, boundscheck=False)
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"reassoc"})  # the error sum in lanes
 def bf16_rows(x, nx, out):  # pragma: no cover - compiled
     """Writes the bfloat16 bit patterns of x_j / ||x_j|| (rounded to float32, then to nearest
     even bfloat16, as torch rounds) to ``out`` (n, d) int16; returns max_j ||x_j / ||x_j|| -
