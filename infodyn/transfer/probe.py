@@ -113,7 +113,9 @@ def _standardise(x_fit: torch.Tensor, *others: torch.Tensor):
 
 def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a @ b; on CPU through numpy's BLAS, which runs the probe's skinny products ((n, d) by
-    (d, C) and (C, n) by (n, d), C a few classes) 1.4-2.2x faster than torch's CPU kernels."""
+    (d, C) and (C, n) by (n, d), C a few classes) faster than torch's CPU kernels: one thread,
+    8000 x 512 by 10, 1.1 ms against 1.7 ms for x W^T; the benchmark's probe took 0.40 s this
+    way, 0.43 s with torch for P^T x and 0.45 s with torch for both."""
     if a.device.type == "cpu":
         return torch.from_numpy(np.matmul(a.detach().numpy(), b.detach().numpy()))
     return a @ b
