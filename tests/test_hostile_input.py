@@ -58,7 +58,8 @@ def wrap(a, container):
     if container == "tensor":
         return torch.as_tensor(a)
     if container == "float32" and a.dtype.kind == "f":
-        return a.astype(np.float32)
+        with np.errstate(over="ignore"):  # huge values become inf on purpose: hostile input
+            return a.astype(np.float32)
     return a
 
 
@@ -301,7 +302,7 @@ def test_relative_data_path_resolves_against_the_manifest_and_nothing_is_written
     import pandas as pd
 
     df = pd.read_csv(tmp_path / "out" / "results.csv")
-    assert (df["error"].fillna("") == "").all() and len(df) == 2 * (2 * 2 + 1)
+    assert df["error"].isna().all() and len(df) == 2 * (2 * 2 + 1)
 
 
 class _Payload:
