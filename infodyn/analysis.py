@@ -11,7 +11,8 @@ them).
 The table (see :data:`infodyn.tradeoff.COLUMNS`):
 
 * ``run`` (the manifest's ``name``, default the folder name), ``config`` (the run name without
-  its seed part), ``seed`` (``seed<N>`` in the run name, e.g. ``tanh-seed3``), ``checkpoint`` (file name),
+  its seed part, or the manifest's ``config``), ``seed`` (the manifest's ``seed``, else ``seed<N>`` in the run
+  name, e.g. ``tanh-seed3``), ``checkpoint`` (file name),
   ``order`` (position in the run), ``epoch``, ``step``.
 * ``layer``, ``measure``, ``task``: measures on the source data have task ``source``; the linear
   probe and k-NN run on both tasks when the manifest names a target (``task`` = ``target``),
@@ -149,6 +150,10 @@ def open_runs(run_dirs) -> List[Run]:
             name = str(p)
         text = manifest.path.read_text()
         seed, config = seed_and_config(name)
+        if manifest.seed is not None:
+            seed = manifest.seed
+        if manifest.config is not None:
+            config = manifest.config
         ckpts = discover(p, manifest.checkpoints)
         if not ckpts:
             raise ValueError(f"{p}: no checkpoint files found")

@@ -181,5 +181,18 @@ def test_seed_and_config_from_names():
     assert analysis.seed_and_config("seedless") == (None, "seedless")
 
 
+def test_manifest_seed_and_config_override_the_names(tmp_path):
+    root = tmp_path / "runs"
+    for name, seed in (("morning", 0), ("evening", 1)):
+        d, _ = make_run(root, name, seed=seed, epochs=2, target=None)
+        m = yaml.safe_load((d / "infodyn.yaml").read_text())
+        (d / "infodyn.yaml").write_text(yaml.safe_dump({**m, "seed": seed + 10, "config": "tanh"}))
+    make_run(root, "relu-seed4", seed=4, epochs=2, target=None)  # no keys: read from the name
+    df = analysis.analyze(root, measures="source_acc", out=tmp_path / "out", progress=False)
+    got = df.groupby("run")[["config", "seed"]].first()
+    assert got.loc["morning"].tolist() == ["tanh", 10] and got.loc["evening"].tolist() == ["tanh", 11]
+    assert got.loc["relu-seed4"].tolist() == ["relu", 4]
+
+
 def test_public_entry_point_is_analyze():
     assert infodyn.analyze is analysis.analyze

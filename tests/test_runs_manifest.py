@@ -57,6 +57,10 @@ def test_unknown_keys_name_the_file_and_key(tmp_path):
     ("model: m:f\ndata: digits\nlayers: [a]\nmodel_kwargs: [1, 2]\n", "'model_kwargs' must be a mapping"),
     ("model: m:f\ndata: {target: digits}\nlayers: [a]\n", "missing required key 'data.source'"),
     ("model: m:f\ndata: digits\nlayers: [a]\npool: max\n", "'pool' must be one of"),
+    ("model: m:f\ndata: digits\nlayers: [a]\nseed: -1\n", "'seed' must be an integer >= 0"),
+    ("model: m:f\ndata: digits\nlayers: [a]\nseed: '3'\n", "'seed' must be an integer >= 0"),
+    ("model: m:f\ndata: digits\nlayers: [a]\nseed: true\n", "'seed' must be an integer >= 0"),
+    ("model: m:f\ndata: digits\nlayers: [a]\nconfig: ''\n", "'config' must be a non-empty string"),
     ("- just\n- a list\n", "expected a mapping"),
     ("model: [unclosed\n", "not valid YAML"),
 ])
@@ -140,6 +144,9 @@ def test_cli_init_writes_a_loadable_manifest(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert main(args + ["--force"]) == 0
     assert load_manifest(run).layers == ["fc1", "fc2", "fc3", "fc4", "fc5", "out"]  # default layers
+    assert main(args + ["--force", "--seed", "7", "--config", "wide"]) == 0
+    m = load_manifest(run)
+    assert (m.seed, m.config) == (7, "wide")
 
 
 def test_cli_init_checks_layer_names(tmp_path, capsys):

@@ -72,7 +72,7 @@ def run(args) -> int:
         resolve_layers(model, layers)
     manifest = manifest_dict(model=args.model, source=args.source, target=args.target,
                              layers=layers, model_kwargs=kwargs, checkpoints=args.checkpoints,
-                             name=args.name, pool=args.pool)
+                             name=args.name, pool=args.pool, seed=args.seed, config=args.config)
     root.mkdir(parents=True, exist_ok=True)
     path = write_manifest(root, manifest, overwrite=args.force)
     print(f"wrote {path}")
@@ -99,6 +99,9 @@ def add_parser(sub) -> None:
                    ".pt/.pth/.ckpt/.safetensors/.bin files)")
     p.add_argument("--name", help="the run's name in result tables (default: the folder's name)")
     p.add_argument("--pool", choices=("flatten", "avg"), help="how conv maps become vectors")
+    p.add_argument("--seed", type=int, help="the run's seed (default: read from the name, e.g. tanh-seed3)")
+    p.add_argument("--config", help="the configuration the run belongs to, aggregated across seeds "
+                   "(default: the name without its seed part)")
     p.add_argument("--no-check", dest="no_check", action="store_true",
                    help="do not import the model to check the layer names")
     p.add_argument("--force", action="store_true", help="replace an existing, different manifest")

@@ -10,8 +10,11 @@
     layers: [fc1, fc2]               # names from model.named_modules(); glob patterns allowed
     checkpoints: "*.pt"              # optional glob; default: every checkpoint file in the folder
 
-Optional extras: ``name`` (the run's name in result tables; default the folder's name) and
-``pool`` (``flatten`` or ``avg``: how conv maps become vectors; default ``flatten``).
+Optional extras: ``name`` (the run's name in result tables; default the folder's name),
+``pool`` (``flatten`` or ``avg``: how conv maps become vectors; default ``flatten``), ``seed``
+(an integer >= 0) and ``config`` (the configuration the run belongs to: runs of one ``config``
+are aggregated across seeds). Without ``seed``/``config`` both come from the run's name
+(``tanh-seed3``: seed 3 of configuration ``tanh``).
 
 **The model callable is user code and runs** when a manifest is used (:func:`build_model`):
 only analyse run folders whose manifest you wrote or trust. The folder holding the manifest is
@@ -30,7 +33,7 @@ __all__ = ["MANIFEST_NAME", "RunManifest", "load_manifest", "parse_manifest", "m
            "write_manifest", "build_model", "import_callable"]
 
 MANIFEST_NAME = "infodyn.yaml"
-_TOP_KEYS = {"model", "model_kwargs", "data", "layers", "checkpoints", "name", "pool"}
+_TOP_KEYS = {"model", "model_kwargs", "data", "layers", "checkpoints", "name", "pool", "seed", "config"}
 _DATA_KEYS = {"source", "target"}
 _POOLS = ("flatten", "avg")
 
@@ -50,6 +53,9 @@ class RunManifest:
         path: the manifest file.
         name: the run's name (default: the run folder's name).
         pool: ``"flatten"`` or ``"avg"`` for conv feature maps.
+        seed: the run's seed, or None to read it from the name.
+        config: the run's configuration (the group aggregated across seeds), or None to read it
+            from the name.
     """
 
     model: str
@@ -61,6 +67,8 @@ class RunManifest:
     path: Path
     name: str = ""
     pool: str = "flatten"
+    seed: Optional[int] = None
+    config: Optional[str] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -164,15 +172,23 @@ def parse_manifest(raw, path: Union[str, Path] = MANIFEST_NAME) -> RunManifest:
     pool = raw.get("pool", "flatten")
     if pool not in _POOLS:
         raise ValueError(f"{path}: 'pool' must be one of {_POOLS}, got {pool!r}")
+    seed = raw.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"{path}: 'seed' must be an integer >= 0, got {seed!r}")
+    config = raw.get("config")
+    if config is not None and (not isinstance(config, str) or not config.strip()):
+        raise ValueError(f"{path}: 'config' must be a non-empty string, got {config!r}")
     return RunManifest(model=model.strip(), model_kwargs=dict(kwargs), data_source=source,
                        data_target=target, layers=layers, checkpoints=ckpts, path=path,
-                       name=name, pool=pool, raw=dict(raw))
+                       name=name, pool=pool, seed=seed, config=None if config is None else config.strip(),
+                       raw=dict(raw))
 
 
 def manifest_dict(*, model: str, source: str, layers: Sequence[str], target: Optional[str] = None,
                   model_kwargs: Optional[Dict[str, Any]] = None,
                   checkpoints: Optional[str] = None, name: Optional[str] = None,
-                  pool: Optional[str] = None) -> Dict[str, Any]:
+                  pool: Optional[str] = None, seed: Optional[int] = None,
+                  config: Optional[str] = None) -> Dict[str, Any]:
     """The mapping written to ``infodyn.yaml`` (omitting unset optional keys)."""
     out: Dict[str, Any] = {"model": model}
     if model_kwargs:
@@ -185,6 +201,10 @@ def manifest_dict(*, model: str, source: str, layers: Sequence[str], target: Opt
         out["name"] = name
     if pool and pool != "flatten":
         out["pool"] = pool
+    if seed is not None:
+        out["seed"] = seed
+    if config:
+        out["config"] = config
     return out
 
 
