@@ -103,6 +103,14 @@ def test_outputs_written_and_reread(table):
     assert len(list((out / "units").rglob("*.json"))) == 2 * 3 * 3
 
 
+def test_parquet_table_equals_the_csv_table(table):
+    pytest.importorskip("pyarrow")  # in the test extra; the parquet extra for users
+    df, out = table
+    pq = pd.read_parquet(out / "results.parquet")
+    assert list(pq.columns) == COLUMNS
+    pd.testing.assert_frame_equal(pq, df, check_dtype=True)
+
+
 def test_rerun_uses_the_cache_and_resumes(runs, table, monkeypatch):
     df, out = table
     calls = []
