@@ -565,12 +565,10 @@ def _check_params(k, variant, norm, algorithm, noise, unknown: Dict[str, Any]) -
 
 
 def _compiled():
-    """The numba kernels module, or None when numba cannot be imported."""
-    try:
-        from . import _knn_compiled
-    except ImportError:
-        return None
-    return _knn_compiled
+    """The numba kernels module, or None when it cannot be loaded (see :mod:`infodyn._numba`)."""
+    from infodyn._numba import kernels
+
+    return kernels("infodyn.estimators._knn_compiled")
 
 
 def _choose(algorithm: str, dev, n: int, dims: Tuple[int, ...], norm: str) -> str:

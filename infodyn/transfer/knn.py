@@ -251,12 +251,11 @@ def _settle_torch(low_all, todo, qp, a_rows, ex, delta, rerank, k: int, kk: int,
 
 
 def _compiled_kernels():
-    """The numba module of the first search stage on CPU, or None without numba."""
-    try:
-        from . import _knn_compiled
-    except ImportError:
-        return None
-    return _knn_compiled
+    """The numba module of the first search stage on CPU, or None when it cannot be loaded
+    (see :mod:`infodyn._numba`)."""
+    from infodyn._numba import kernels
+
+    return kernels("infodyn.transfer._knn_compiled")
 
 
 _BF16_TABLE = []
