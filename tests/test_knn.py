@@ -198,8 +198,13 @@ def test_duplicates_are_finite_and_seeded():
 
 
 @pytest.mark.parametrize("dims", [(7, 5), (13, 2)])
-def test_compiled_threads_and_tiles_change_nothing(dims):
-    # n spans several 512-point tiles and a partial last one, rows split over 1 and 3 threads
+@pytest.mark.parametrize("buffer_bytes", [14 << 20, 3 * 16 * 1300])
+def test_compiled_threads_and_tiles_change_nothing(dims, buffer_bytes, monkeypatch):
+    # n spans several 512-point tiles and a partial last one, rows split over 1 and 3 threads,
+    # 16 or 3 query rows per block
+    from infodyn.estimators import _knn_compiled
+
+    monkeypatch.setattr(_knn_compiled, "BUFFER_BYTES", buffer_bytes)
     r = np.random.default_rng(sum(dims))
     n = 1300
     x = r.normal(size=(n, dims[0]))
