@@ -6,8 +6,9 @@ matrix-vector product per row, in one pass per row and without gathering candida
 buffer:
 
 1. the ``kk`` largest bfloat16 similarities: the maximum of every group of ``G`` columns
-   (strided, so that the maxima are taken by elementwise vector operations), the kk-th largest group maximum ``T`` (at least kk entries reach it, so it is a lower
-   bound on the kk-th largest entry), then only the groups whose maximum reaches ``T`` are read;
+   (strided, so that the maxima are taken by elementwise vector operations), the kk-th largest
+   group maximum ``T`` by a radix select (at least kk entries reach it, so it is a lower bound on
+   the kk-th largest entry), then only the groups whose maximum reaches ``T`` are read;
 2. the same rounding bound and the same pruning as the torch path: candidates whose upper bound
    lies below the k-th largest lower bound are not re-ranked;
 3. float64 similarities (x_j . q) / ||x_j|| of the rest straight from the float64 rows, the k
@@ -18,6 +19,8 @@ bfloat16 values arrive as their int16 bit patterns; ``_key`` maps them to int16 
 of the values, so that the group maxima are plain integer reductions.
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 from numba import njit
@@ -33,6 +36,7 @@ def _key(v):  # pragma: no cover - compiled
     return v ^ ((v >> 15) & 0x7FFF)
 
 
+@functools.lru_cache(maxsize=1)
 def bf16_table() -> np.ndarray:
     """float64 value (65536,) of every bfloat16 bit pattern, indexed by the pattern as uint16."""
     bits = np.arange(65536, dtype=np.uint32) << np.uint32(16)

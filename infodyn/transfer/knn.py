@@ -139,6 +139,7 @@ def knn_neighbours(
     are sorted by decreasing similarity. ``stats``, when given, receives the number of test
     rows settled at each stage, keyed ("bfloat16", extra), ("float32", extra) or "float64".
     """
+    xtr64 = xtr64.contiguous()  # the compiled stage reads its rows in place
     n_train, d = xtr64.shape
     # train rows are never normalised as a whole float64 copy (a fresh 8 n_train d-byte array
     # costs more in page faults than the arithmetic): similarities are (x_j . q) / ||x_j||
@@ -184,7 +185,7 @@ def knn_neighbours(
             if dt not in low_copies:
                 if kernels is not None and dt == torch.bfloat16:  # one fused pass, 2x faster
                     bits = np.empty(tuple(xtr64.shape), dtype=np.int16)
-                    ex = float(kernels.bf16_rows(xtr64.contiguous().numpy(), nx.numpy(), bits))
+                    ex = float(kernels.bf16_rows(xtr64.numpy(), nx.numpy(), bits))
                     xl = torch.from_numpy(bits).view(torch.bfloat16)
                 else:
                     xl, ex = _low_copy(xtr64, nx, dt, block_size, _measured(dt, xtr64.device))
@@ -204,7 +205,8 @@ def knn_neighbours(
                 kk = min(n_train, k + extra)
                 rows = pending[todo]
                 qp = qpend if todo.numel() == pending.numel() else qpend[todo]
-                if kernels is not None and dt == torch.bfloat16 and ex is not None and todo.numel() == low_all.shape[0]:
+                fused = kernels is not None and dt == torch.bfloat16 and todo.numel() == low_all.shape[0]
+                if fused:  # the first pass over a bfloat16 block on CPU
                     top_v, top_i, ok = _settle_compiled(kernels, low_all, qp, xtr64, nx, a_rows, delta[1], k, kk)
                 else:
                     top_v, top_i, ok = _settle_torch(low_all, todo, qp, a_rows, ex, delta, rerank, k, kk, n_train)
@@ -258,26 +260,20 @@ def _compiled_kernels():
     return kernels("infodyn.transfer._knn_compiled")
 
 
-_BF16_TABLE = []
-
-
 def _settle_compiled(kernels, low_all, qp, xtr64, nx, a_rows, b: float, k: int, kk: int):
     """The same stage as :func:`_settle_torch` for a whole bfloat16 block on CPU, by
     :func:`infodyn.transfer._knn_compiled.settle`, rows split over torch's thread count."""
     from concurrent.futures import ThreadPoolExecutor
 
-    if not _BF16_TABLE:
-        _BF16_TABLE.append(kernels.bf16_table())
+    table = kernels.bf16_table()
     rows = low_all.shape[0]
     vals = np.empty((rows, k))
     idx = np.empty((rows, k), dtype=np.int64)
     ok = np.empty(rows, dtype=np.bool_)
-    args = (low_all.view(torch.int16).numpy(), qp.numpy(), xtr64.contiguous().numpy(), nx.numpy(),
-            a_rows.contiguous().numpy())
+    lo, q, x, n_, a = (t.numpy() for t in (low_all.view(torch.int16), qp, xtr64, nx, a_rows))
 
     def part(sl):
-        lo, q, x, n_, a = args
-        kernels.settle(lo[sl], _BF16_TABLE[0], q[sl], x, n_, a[sl], float(b), k, kk, vals[sl], idx[sl], ok[sl])
+        kernels.settle(lo[sl], table, q[sl], x, n_, a[sl], float(b), k, kk, vals[sl], idx[sl], ok[sl])
 
     workers = max(1, min(torch.get_num_threads(), rows // 64))
     step = -(-rows // workers)
