@@ -28,8 +28,9 @@ from numba import njit
 #: doubles per tile row: 4096 bytes
 S = 512
 #: query rows per block, at most; fewer when the row buffers (2 R n float64) would exceed
-#: BUFFER_BYTES (measured at n = 100000: 13.6 s with 8 rows, 18 s with 16; at n = 20000 16 rows
-#: beat 8 by 13 %)
+#: BUFFER_BYTES. Measured one thread: at n = 20000, 8 + 8 dimensions, 16 rows beat 8 by 13 %; at
+#: n = 100000 the budget's 9 rows took 13.6 s against 18 s with 16 rows at 3 + 3 dimensions, but
+#: 33.6 s against 31.5 s at 8 + 8 (more arithmetic per pair, less weight on memory)
 R_MAX = 16
 BUFFER_BYTES = 14 << 20
 
