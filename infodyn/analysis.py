@@ -650,7 +650,7 @@ def analyze(run_dirs, measures: Union[None, str, Sequence[str]] = None, out: Uni
             score (seeded subsample of the source set); None for all.
         plane_params: per-method estimator parameters, e.g. ``{"kde": {"noise_var": 1e-3}}``.
         batch_size, pool: feature extraction settings (``pool`` for conv maps).
-        trust: allow full unpickling of checkpoints (only for your own files).
+        trust: allow the Python objects checkpoints name (their code runs; only for your own files).
         progress: show a tqdm bar over units.
         feature_cache: keep extracted features under ``OUT/features`` (keyed by checkpoint content).
         threads: torch threads per worker (default 1: the units are many and small, so they

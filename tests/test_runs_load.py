@@ -1,6 +1,7 @@
 """Safe checkpoint loading: every format, nesting and prefix; refusal of pickles; corrupted files."""
 import itertools
 import pickle
+import sys
 
 import pytest
 import torch
@@ -174,6 +175,32 @@ def test_trust_loads_a_whole_pickled_module(tmp_path):
         load_checkpoint(path)
     state = load_checkpoint(path, trust=True)
     _assert_same_weights(apply_state(mlp(6, (5,), 3), state, path), model)
+
+
+def test_trust_learns_the_globals_of_a_legacy_file_and_names_a_missing_one(tmp_path, monkeypatch):
+    import argparse
+
+    model = mlp(6, (5,), 3)
+    path = tmp_path / "legacy_hparams.pt"  # no archive to list the globals from: learnt one by one
+    torch.save({"state_dict": model.state_dict(), "hparams": argparse.Namespace(lr=0.1)}, path,
+               _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(path)
+    _assert_same_weights(apply_state(mlp(6, (5,), 3), load_checkpoint(path, trust=True), path), model)
+    whole = tmp_path / "whole_legacy.pt"  # beyond the safe loader even when trusted: clear advice
+    torch.save(model, whole, _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError, match=r"whole_legacy.pt: could not be unpickled even with "
+                                              r"trust=True.*re-save the state dict"):
+        load_checkpoint(whole, trust=True)
+    missing = tmp_path / "missing.pt"
+    torch.save({"state_dict": model.state_dict(), "cfg": _Gone()}, missing)
+    monkeypatch.delattr(sys.modules[__name__], "_Gone")
+    with pytest.raises(CheckpointError, match=r"missing.pt: needs .*_Gone, which cannot be imported"):
+        load_checkpoint(missing, trust=True)
+
+
+class _Gone:
+    """Pickled by reference, then made unimportable by the test above."""
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])

@@ -85,6 +85,6 @@ def add_parser(sub) -> None:
     p.add_argument("--param", action="append", metavar="METHOD.NAME=VALUE",
                    help="estimator parameter, e.g. kde.noise_var=0.001 or binning.n_bins=30")
     p.add_argument("--trust-pickle", dest="trust_pickle", action="store_true",
-                   help="allow full unpickling of checkpoints (runs code in them; only for your own files)")
+                   help="load checkpoints that hold pickled Python objects: the classes and functions they name are imported and allowed (runs code; only for your own files)")
     p.add_argument("--no-progress", dest="no_progress", action="store_true")
     p.set_defaults(func=run)

@@ -109,7 +109,7 @@ def discover(run_dir: Union[str, Path], pattern: Optional[str] = None, *,
             every ``.pt``/``.pth``/``.ckpt``/``.safetensors``/``.bin`` file directly in it,
             except optimizer/scheduler/scaler/training-args/RNG-state files.
         read_content: read step/epoch from inside the files (default); False orders by names.
-        trust: passed to the loader for files that need full unpickling (see ``load``).
+        trust: passed to the loader for files that hold pickled Python objects (see ``load``).
 
     Returns:
         CheckpointInfo list, earliest first. Warns (:class:`AmbiguousOrderWarning`) when the

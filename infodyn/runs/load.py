@@ -5,7 +5,11 @@ unpickles only tensors, containers and plain values. A file that holds anything 
 pickled ``nn.Module``, an optimizer with custom classes, or a malicious payload) is refused with
 a :class:`CheckpointError` that names the file and the object it needed; nothing in it runs.
 ``trust=True`` (``--trust-pickle`` on the command line) lifts this for files the user wrote
-themselves: full unpickling runs arbitrary code stored in the file.
+themselves: the classes and functions the file names are imported and allowlisted for the same
+safe loader (``torch.serialization.safe_globals``), so whatever code they hold runs. The loader
+itself is never switched to full unpickling (``weights_only`` stays True), so a few objects
+that only full unpickling rebuilds (a whole module saved in the legacy non-zip format) are refused
+even then, with the advice to re-save the state dict.
 
 Formats: ``.pt``/``.pth`` (``torch.save``), ``.ckpt`` (PyTorch Lightning: ``state_dict`` nesting,
 ``model.`` prefix), ``.bin`` (Hugging Face style plain state dict), ``.safetensors`` (read by the
@@ -20,8 +24,10 @@ with a strict key check, retrying the stripped prefixes when the model itself us
 from __future__ import annotations
 
 import difflib
+import importlib
 import math
 import pickle
+import re
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
@@ -61,9 +67,10 @@ def _raw_load(path: Path, *, trust: bool, map_location, mmap: bool = False) -> T
     import torch
 
     def load(**extra):
-        if trust:  # the user's explicit opt-in (trust=True / --trust-pickle): full unpickling
-            return torch.load(str(path), map_location=map_location, weights_only=False, **extra)
-        return torch.load(str(path), map_location=map_location, weights_only=True, **extra)
+        def safe():
+            return torch.load(str(path), map_location=map_location, weights_only=True, **extra)
+
+        return _load_trusted(path, safe) if trust else safe()
 
     try:
         if mmap:
@@ -78,24 +85,74 @@ def _raw_load(path: Path, *, trust: bool, map_location, mmap: bool = False) -> T
         if not trust and _needs_full_pickle(msg):
             raise CheckpointError(
                 path,
-                "refused: the file stores Python objects that only full unpickling can rebuild "
+                "refused: the file stores Python objects that only unpickling can rebuild "
                 f"({_blocked_globals(path, msg)}). Nothing in it was run. Full unpickling can "
                 "run arbitrary code hidden in the file, so infodyn loads tensors only "
                 "(torch.load weights_only=True). If you "
                 "wrote this file yourself, opt in with trust=True (command line: "
                 "--trust-pickle), or re-save just the state dict: "
                 "torch.save(model.state_dict(), path).") from None
+        if trust:  # e.g. a whole nn.Module pickled in the legacy (pre-1.6, non-zip) format
+            raise CheckpointError(
+                path, f"could not be unpickled even with trust=True ({_weights_detail(msg)}); "
+                      "load it where it was written and re-save the state dict: "
+                      "torch.save(model.state_dict(), path)") from None
         raise CheckpointError(
             path, "refused by the safe loader (torch.load weights_only=True): the file is "
                   "corrupted or truncated, or it holds pickled objects beyond tensors "
                   f"({_weights_detail(msg)}). Nothing in it was run. If you wrote it yourself, "
-                  "trust=True (--trust-pickle) loads it with full unpickling.") from None
+                  "trust=True (--trust-pickle) loads the objects it names.") from None
     except FileNotFoundError:
         raise
     except Exception as exc:  # torch raises RuntimeError/EOFError/KeyError/struct.error here
         raise CheckpointError(
             path, f"could not be read: corrupted, truncated or not a PyTorch checkpoint "
                   f"({type(exc).__name__}: {_short(str(exc))})") from None
+
+
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _load_trusted(path: Path, safe_load):
+    """``safe_load()`` with every global the file names allowlisted (the trust=True path).
+
+    The names come from the archive (``get_unsafe_globals_in_checkpoint``) and, for what that
+    misses (legacy non-zip files), from the safe loader's own refusals, one round each.
+    """
+    import torch
+
+    try:
+        names = list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception:  # legacy (non-zip) files: learnt from the refusals below
+        names = []
+    allowed: Dict[str, Any] = {}
+    for _ in range(1000):
+        allowed.update((n, _import_global(path, n)) for n in names if n not in allowed)
+        try:
+            with torch.serialization.safe_globals(list(allowed.values())):
+                return safe_load()
+        except pickle.UnpicklingError as exc:
+            names = [n for n in _GLOBAL.findall(str(exc)) if n not in allowed]
+            if not names:
+                raise
+    raise CheckpointError(path, "names more than 1000 Python globals; refusing to go on")
+
+
+def _import_global(path: Path, name: str):
+    """The object ``module.qualname`` that a checkpoint names (the longest importable module)."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+            return obj
+        except AttributeError:
+            break
+    raise CheckpointError(path, f"needs {name}, which cannot be imported here")
 
 
 def _needs_full_pickle(msg: str) -> bool:
@@ -297,7 +354,7 @@ def load_checkpoint_with_meta(path: Union[str, Path], *, trust: bool = False,
 
     Args:
         path: a ``.pt``/``.pth``/``.ckpt``/``.bin``/``.safetensors`` file.
-        trust: allow full unpickling (runs code stored in the file; only for your own files).
+        trust: allow the Python objects the file names (their code runs; only for your own files).
         map_location: where tensors go (default ``"cpu"``, so GPU-saved files load anywhere;
             ``"auto"``: CUDA when present, else CPU; or anything ``torch.load`` accepts).
 
@@ -308,7 +365,7 @@ def load_checkpoint_with_meta(path: Union[str, Path], *, trust: bool = False,
     Raises:
         FileNotFoundError: no such file.
         CheckpointError (a ValueError): the file is corrupted or truncated, holds no state dict,
-            or needs full unpickling while ``trust`` is False. The message names the file.
+            or holds pickled Python objects while ``trust`` is False. The message names the file.
     """
     p = Path(path)
     obj, header = _raw_load(p, trust=trust, map_location=map_location)
