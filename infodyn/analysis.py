@@ -47,7 +47,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import pandas as pd
 
-from .tradeoff import COLUMNS, IXT, ITY, KNN, NC1, PROBE, RANKME, SCORE, SOURCE_ACC
+from .tradeoff import COLUMNS, IXT, ITY, KNN, NC1, PROBE, RANKME, SCORE, SOURCE_ACC, failed_rows
 
 DEFAULT_MEASURES = ("binning", "kde", "linear_probe", "knn", "rankme", "source_acc", "overcompression")
 OTHER_MEASURES = {"linear_probe", "knn", "rankme", "nc1", "source_acc", "overcompression"}
@@ -755,7 +755,7 @@ def _on_cluster(scheduler: Any, todo: Sequence[Unit]):
 
 def failures(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, checkpoint, error) among the failed rows."""
-    bad = df[df["error"].fillna("").astype(str) != ""]
+    bad = failed_rows(df)
     return bad[["run", "checkpoint", "layer", "measure", "error"]].drop_duplicates(["run", "checkpoint", "error"])
 
 

@@ -103,7 +103,7 @@ def write_report(df: pd.DataFrame, path, figures: Optional[Dict[str, Path]] = No
                         f"<p>Written {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
                         f"{len(df)} rows, {df['run'].nunique() if 'run' in df else 0} run(s). "
                         "MI values in the table are in nats; figures show bits.</p>"]
-    errors = df[df["error"].fillna("").astype(str) != ""] if "error" in df else df.iloc[0:0]
+    errors = tr.failed_rows(df)
     for note in notes:
         parts.append(f"<p>{html.escape(note)}</p>")
     if len(errors):

@@ -69,6 +69,18 @@ def _time_axis(df: pd.DataFrame) -> Tuple[pd.Series, str]:
     raise ValueError("results rows have neither epoch, step nor checkpoint order: cannot order them in time")
 
 
+def failed_mask(df: pd.DataFrame) -> pd.Series:
+    """True for the rows that carry an error message (none when there is no ``error`` column)."""
+    if "error" not in df:
+        return pd.Series(False, index=df.index)
+    return df["error"].fillna("").astype(str) != ""
+
+
+def failed_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows that carry an error message."""
+    return df[failed_mask(df)]
+
+
 def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Rows without an error and with a finite value, plus a float ``time`` column."""
     df = check_table(df)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 def run(args) -> int:
     from infodyn.ctc.experiment import run_tradeoff
+    from infodyn.tradeoff import failed_rows
 
     df, _ = run_tradeoff(args.out, quick=args.quick, seeds=args.seeds, data=args.data,
                          methods=args.methods,
                          jobs=args.jobs, device=args.device, progress=not args.no_progress)
-    bad = df[df["error"].fillna("").astype(str) != ""]
+    bad = failed_rows(df)
     if len(bad):
         print(f"{len(bad)} row(s) failed; see the 'error' column of {args.out}/results.csv")
         return 1

@@ -10,9 +10,10 @@ def run(args) -> int:
         args.seeds, args.data, args.methods = None, ["digits", "mnist1d"], ["ce", "ctc", "ctcnce"]
         return ctc_demo.run(args)
     from infodyn.demo import run_demo
+    from infodyn.tradeoff import failed_rows
 
     df, _ = run_demo(args.out or "infodyn_demo", quick=args.quick, jobs=args.jobs, device=args.device, progress=not args.no_progress)
-    bad = df[df["error"].fillna("").astype(str) != ""]
+    bad = failed_rows(df)
     if len(bad):
         print(f"{len(bad)} row(s) failed; see the report's Failures section")
         return 1

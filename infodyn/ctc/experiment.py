@@ -225,6 +225,7 @@ def run_tradeoff(out="ctc_tradeoff", quick: bool = False, seeds: Optional[Sequen
     import torch
 
     from infodyn.analysis import analyze, write_table
+    from infodyn.tradeoff import failed_rows
 
     cfgs = configs(quick)
     unknown = [d for d in data if d not in cfgs]
@@ -264,7 +265,7 @@ def run_tradeoff(out="ctc_tradeoff", quick: bool = False, seeds: Optional[Sequen
                  plane_params=PLANE_PARAMS,
                  progress=progress, threads=1)
     t_analysis = time.perf_counter() - t1
-    bad = df[df["error"].fillna("").astype(str) != ""]
+    bad = failed_rows(df)
     if len(bad):
         log(f"{len(bad)} analysis row(s) failed, e.g. {bad['error'].iloc[0]}")
     write_table(df, out)
@@ -294,7 +295,9 @@ def _curves(df):
     source_probe and one ``I(X;T) <method>`` column per estimator."""
     import pandas as pd
 
-    d = df[df["error"].fillna("").astype(str) == ""].copy()
+    from infodyn.tradeoff import failed_mask
+
+    d = df[~failed_mask(df)].copy()
     parts = d["run"].str.rsplit("-", n=2, expand=True)
     d["data"], d["arm"] = parts[0], parts[1]
     d["seed"] = parts[2].str.replace("seed", "").astype(int)
