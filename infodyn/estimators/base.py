@@ -155,19 +155,24 @@ def is_discrete(a: Any) -> bool:
     return arr.ndim == 1 and (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_)
 
 
+def as_2d(a: Any, name: str):
+    """``a`` (a numpy array or a tensor) as (n, d): 1-D input is n samples of one feature.
+    Raises ValueError naming ``name`` and the shape for >2-D or empty input."""
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 1-D (n,) or 2-D (n, d), got shape {tuple(a.shape)}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(a.shape)}")
+    return a
+
+
 def as_samples(a: Any, name: str = "x") -> np.ndarray:
     """Checks and converts ``a`` to a float64 array of shape (n, d).
 
     Raises ValueError naming ``name`` and the shape for non-numeric, empty, >2-D or non-finite input.
     """
-    arr = _to_numpy(a, name)
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 1-D (n,) or 2-D (n, d), got shape {arr.shape}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} is empty: shape {arr.shape}")
-    arr = arr.astype(np.float64, copy=False)
+    arr = as_2d(_to_numpy(a, name), name).astype(np.float64, copy=False)
     if not np.all(np.isfinite(arr)):
         bad = int((~np.isfinite(arr)).any(axis=1).sum())
         raise ValueError(f"{name} of shape {arr.shape} contains NaN or inf in {bad} row(s)")

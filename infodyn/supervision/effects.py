@@ -26,6 +26,16 @@ def _split(config: Dict[str, object]):
     return task, sig
 
 
+def _settings(param: str, values: Iterable, base: Optional[Dict[str, object]]):
+    """Yields (value, task settings, votes, noise) for each value of the swept ``param``."""
+    if param not in TASK_PARAMS + SIGNAL_PARAMS:
+        raise ValueError(f"cannot sweep {param!r}; known: {', '.join(TASK_PARAMS + SIGNAL_PARAMS)}")
+    cfg = {**DEFAULT_BASE, **(base or {})}
+    for value in values:
+        task_kw, sig_kw = _split({**cfg, param: value})
+        yield value, task_kw, int(sig_kw.get("votes", 5)), float(sig_kw.get("noise", 0.0))
+
+
 def information_sweep(
     param: str,
     values: Iterable,
@@ -42,17 +52,12 @@ def information_sweep(
     """
     import pandas as pd
 
-    cfg = {**DEFAULT_BASE, **(base or {})}
-    if param not in TASK_PARAMS + SIGNAL_PARAMS:
-        raise ValueError(f"cannot sweep {param!r}; known: {', '.join(TASK_PARAMS + SIGNAL_PARAMS)}")
     frames = []
-    for value in values:
-        task_kw, sig_kw = _split({**cfg, param: value})
+    for value, task_kw, votes, noise in _settings(param, values, base):
         for seed in seeds:
             task = make_task(seed=int(seed), **task_kw)
             frames.append(information_table(
-                task, signals=signals, votes=int(sig_kw.get("votes", 5)), noise=float(sig_kw.get("noise", 0.0)),
-                n=n, abouts=abouts, seed=int(seed),
+                task, signals=signals, votes=votes, noise=noise, n=n, abouts=abouts, seed=int(seed),
                 extra={"param": param, "param_value": value, "seed": int(seed), "classes": task.classes,
                        "dims": task.dims}))
     return pd.concat(frames, ignore_index=True)
@@ -76,14 +81,10 @@ def learning_sweep(
     """
     import pandas as pd
 
-    cfg = {**DEFAULT_BASE, **(base or {})}
-    if param not in TASK_PARAMS + SIGNAL_PARAMS:
-        raise ValueError(f"cannot sweep {param!r}; known: {', '.join(TASK_PARAMS + SIGNAL_PARAMS)}")
     frames = []
-    for value in values:
-        task_kw, sig_kw = _split({**cfg, param: value})
+    for value, task_kw, votes, noise in _settings(param, values, base):
         frames.append(learning_curves(
             signals=signals, budgets=budgets, models=models, seeds=seeds,
-            votes=int(sig_kw.get("votes", 5)), noise=float(sig_kw.get("noise", 0.0)), task_kwargs=task_kw,
+            votes=votes, noise=noise, task_kwargs=task_kw,
             config=config, references=False, extra={"param": param, "param_value": value}, **kwargs))
     return pd.concat(frames, ignore_index=True)

@@ -11,7 +11,7 @@ from typing import Any, Optional, Tuple
 import numpy as np
 import torch
 
-from infodyn.estimators.base import resolve_device  # noqa: F401  (re-exported for the metrics)
+from infodyn.estimators.base import as_2d, resolve_device  # noqa: F401  (resolve_device re-exported for the metrics)
 
 
 def _shape(a: Any) -> Tuple[int, ...]:
@@ -37,13 +37,7 @@ def as_features(a: Any, name: str, device: torch.device, dtype=torch.float64) ->
                 or np.issubdtype(arr.dtype, np.complexfloating):
             raise ValueError(f"{name} must be real-valued, got dtype {arr.dtype} with shape {arr.shape}")
         t = torch.from_numpy(np.ascontiguousarray(arr))
-    if t.ndim == 1:
-        t = t[:, None]
-    if t.ndim != 2:
-        raise ValueError(f"{name} must be 1-D (n,) or 2-D (n, d), got shape {tuple(t.shape)}")
-    if t.shape[0] == 0 or t.shape[1] == 0:
-        raise ValueError(f"{name} is empty: shape {tuple(t.shape)}")
-    t = t.to(device=device, dtype=dtype)
+    t = as_2d(t, name).to(device=device, dtype=dtype)
     # one pass: a row holding NaN or inf has a non-finite sum; an overflowing sum of finite
     # values is told apart by the exact check that follows
     if not bool(torch.isfinite(t.sum(dim=1)).all()):
