@@ -76,16 +76,10 @@ def plan(quick: bool = False) -> Plan:
 
 def prepare_out(out: Path) -> Path:
     """Creates ``out`` or checks that an existing one was written by the demo."""
-    out = Path(out)
-    if out.exists():
-        if not out.is_dir():
-            raise ValueError(f"{out} exists and is not a folder; choose another --out")
-        if any(out.iterdir()) and not (out / MARKER).exists():
-            raise ValueError(f"{out} exists and holds files that `infodyn demo` did not write; "
-                             "choose another --out (nothing was changed)")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by `infodyn demo`; safe to delete with the folder\n")
-    return out
+    from infodyn._files import claim_output_folder
+
+    return claim_output_folder(out, MARKER, "`infodyn demo`", "choose another --out",
+                               "written by `infodyn demo`; safe to delete with the folder\n")
 
 
 def _accuracy(model, x, y) -> float:

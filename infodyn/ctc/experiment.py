@@ -190,15 +190,10 @@ def train_run(cfg: Config, method: str, seed: int, run_dir: Path, device: str = 
 def prepare_out(out: Path) -> Path:
     """Creates ``out``, or checks that an existing, non-empty one was written by
     :func:`run_tradeoff` (marker file :data:`MARKER`): no user file is overwritten."""
-    if out.exists():
-        if not out.is_dir():
-            raise ValueError(f"{out} exists and is not a folder; choose another output folder")
-        if any(out.iterdir()) and not (out / MARKER).exists():
-            raise ValueError(f"{out} exists and holds files that the CTC experiment did not write; "
-                             f"choose another output folder (nothing was changed)")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by infodyn.ctc.experiment.run_tradeoff; safe to delete\n")
-    return out
+    from infodyn._files import claim_output_folder
+
+    return claim_output_folder(out, MARKER, "the CTC experiment", "choose another output folder",
+                               "written by infodyn.ctc.experiment.run_tradeoff; safe to delete\n")
 
 
 def run_name(data: str, method: str, seed: int) -> str:

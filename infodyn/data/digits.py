@@ -6,11 +6,12 @@ against the manifest (a warning, not an error, if a future scikit-learn re-packs
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 
 import numpy as np
+
+from infodyn._files import file_sha256
 
 #: sha256 of sklearn/datasets/data/digits.csv.gz (scikit-learn 1.x); also in data_manifest.yaml
 DIGITS_SHA256 = "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22"
@@ -30,8 +31,7 @@ def generate(seed: int = 0, as_image: bool = False):
     path = bundled_file()
     sha = None
     if os.path.exists(path):
-        with open(path, "rb") as fh:
-            sha = hashlib.sha256(fh.read()).hexdigest()
+        sha = file_sha256(path)
         if sha != DIGITS_SHA256:
             warnings.warn(f"digits: {path} has sha256 {sha}, expected {DIGITS_SHA256}; "
                           "scikit-learn's bundled file changed", UserWarning, stacklevel=3)

@@ -18,14 +18,9 @@ from typing import Dict, List, Optional, Union
 
 import numpy as np
 
+from infodyn._files import file_sha256
 
-def file_sha256(path: Union[str, Path], chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+
 
 
 def combined_sha256(hashes: Dict[str, str]) -> str:

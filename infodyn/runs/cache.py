@@ -21,26 +21,13 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from infodyn._atomic import atomic_save_npy
+from infodyn._files import file_sha256
 
 __all__ = ["FeatureCache", "file_sha256", "array_digest", "cached_features"]
 
 CACHE_VERSION = 1
-_HASH_MEMO: Dict[tuple, str] = {}
 
 
-def file_sha256(path: Union[str, Path], chunk: int = 1 << 20) -> str:
-    """sha256 hex digest of a file's bytes (memoised per path, size and modification time)."""
-    p = Path(path)
-    st = p.stat()
-    memo_key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if memo_key in _HASH_MEMO:
-        return _HASH_MEMO[memo_key]
-    h = hashlib.sha256()
-    with open(p, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    _HASH_MEMO[memo_key] = digest = h.hexdigest()
-    return digest
 
 
 def array_digest(x) -> str:
