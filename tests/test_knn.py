@@ -226,7 +226,11 @@ def test_auto_picks_a_backend_by_dimension():
     assert ksg(x, y, device="cpu").params["algorithm"] == "tree"
     x, y = r.normal(size=(300, 6)), r.normal(size=(300, 6))
     assert ksg(x, y, device="cpu").params["algorithm"] == "compiled"
-    x = r.normal(size=(300, 64))
+    from infodyn.estimators.knn import COMPILED_MAX_EUCLIDEAN_DIM
+
+    x = r.normal(size=(300, COMPILED_MAX_EUCLIDEAN_DIM))
+    assert ksg(x, y, device="cpu", norm="euclidean").params["algorithm"] == "compiled"
+    x = r.normal(size=(300, COMPILED_MAX_EUCLIDEAN_DIM + 1))
     assert ksg(x, y, device="cpu", norm="euclidean").params["algorithm"] == "brute"
     assert ksg(x, y, device="cpu", norm="max").params["algorithm"] == "compiled"
 

@@ -9,9 +9,10 @@ arithmetic peak:
   once into a small workspace and reused by all ``R`` rows of the block;
 * the distances of a block are written to row buffers ``DX``/``DY`` (R, n) (the counts need them
   after the k-th neighbour distance is known) and the k nearest are kept by insertion on the fly;
-* every tile row starts at a multiple of 4096 bytes and every row buffer half-way between two, so
-  that no load in the distance loop shares its low 12 address bits with a store in flight. Without
-  this ("4K aliasing") the same kernel ran 4-5x slower for some array addresses.
+* tiles and row buffers live in one workspace that starts on a 4096-byte boundary, so the
+  kernel's speed does not depend on where the caller's arrays sit (an early version that read the
+  caller's arrays in place ran several times slower for some of their addresses, by 4K aliasing
+  between the distance loop's stores and loads).
 
 The kernels release the GIL; :func:`ksg_counts` and :func:`ross_counts` split row blocks over
 ``workers`` Python threads (numba's own threading layers are avoided: some of them abort when two
@@ -28,9 +29,9 @@ from numba import njit
 #: doubles per tile row: 4096 bytes
 S = 512
 #: query rows per block, at most; fewer when the row buffers (2 R n float64) would exceed
-#: BUFFER_BYTES. Measured one thread: at n = 20000, 8 + 8 dimensions, 16 rows beat 8 by 13 %; at
-#: n = 100000 the budget's 9 rows took 13.6 s against 18 s with 16 rows at 3 + 3 dimensions, but
-#: 33.6 s against 31.5 s at 8 + 8 (more arithmetic per pair, less weight on memory)
+#: BUFFER_BYTES. benchmarks/results/ksg_backends.md, section 3: at n = 100000 the budget's 9 rows
+#: are faster than 16 at 3 + 3 dimensions and slower at 8 + 8 (more arithmetic per pair, less
+#: weight on memory)
 R_MAX = 16
 BUFFER_BYTES = 14 << 20
 
@@ -99,7 +100,7 @@ def _counts(x, xt, y, yt, lab, kk, variant, squared, starts, R, ws, cx, cy):  # 
     ns = ((n + S - 1) // S) * S
     xtile = ws[:ddx * S].reshape((ddx, S))
     ytile = ws[ddx * S:(ddx + ddy) * S].reshape((ddy, S))
-    o = (ddx + ddy) * S + S // 2
+    o = (ddx + ddy) * S
     DX = ws[o:o + R * ns].reshape((R, ns))
     DY = ws[o + R * ns:o + 2 * R * ns].reshape((R, ns))
     kmax = max(1, kk.max())
@@ -183,7 +184,7 @@ def _rows_per_block(n: int) -> int:
 def _workspace(n: int, ddx: int, ddy: int, R: int) -> np.ndarray:
     """A float64 buffer for :func:`_counts` whose first element sits on a 4096-byte boundary."""
     ns = -(-n // S) * S
-    size = (ddx + ddy) * S + S // 2 + 2 * R * ns
+    size = (ddx + ddy) * S + 2 * R * ns
     raw = np.empty(size + S, dtype=np.float64)
     skip = (-raw.ctypes.data % 4096) // 8
     return raw[skip:skip + size]

@@ -76,16 +76,15 @@ DEFAULT_NORM = "euclidean"
 #: 1.2x faster (max), 2x slower at 10-12 (Euclidean); it gains with n (n log n against n^2).
 TREE_MAX_DIM = 8
 #: with numba, "auto" uses the tree up to this joint dimension (and up to 6 from n = 50000 on), the
-#: compiled kernels above. Measured single-threaded, dx = dy, both norms: at n = 20000 the tree
-#: takes 0.07-0.17 s at 1+1, 0.3 s at 2+2 (compiled 0.4 s), 0.8-0.9 s at 3+3 (compiled 0.5 s),
-#: 1.7-2.3 s at 4+4 (compiled 0.5 s); at n = 50000 2.6-2.8 s at 3+3 (compiled 3.1 s) and 5.9-7.8 s
-#: at 4+4 (compiled 3.4 s); at n = 100000 2.1 s at 2+2 (compiled 14 s), 6.6-6.9 s at 3+3 (compiled
-#: 14 s) and 15-19 s at 4+4 (compiled about 16 s).
+#: compiled kernels above: benchmarks/results/ksg_backends.md, section 1 (single-threaded; at
+#: n = 20000 the tree wins at 2+2 by 1.6x and loses at 3+3 by 1.5x; at n = 50000 and 100000 it
+#: wins at 3+3; at 4+4 and n = 100000 the two are within 1.1x).
 TREE_MAX_DIM_COMPILED = 4
 #: the compiled kernels compute Euclidean distances coordinate by coordinate; above this many
-#: dimensions per space the float64 Gram GEMM of the brute-force path is faster (n = 5000: compiled
-#: 1.5x faster at 32, 1.1x at 64; n = 2000: 2.7x slower at 512)
-COMPILED_MAX_EUCLIDEAN_DIM = 48
+#: dimensions per space the float64 Gram GEMM of the brute-force path is faster:
+#: benchmarks/results/ksg_backends.md, section 2 (compiled faster up to 64, about equal at 96,
+#: slower from 128)
+COMPILED_MAX_EUCLIDEAN_DIM = 64
 #: on CPU a block holds at most about this many distances per matrix (cache-sized)
 CPU_BLOCK_ELEMS = 2**16
 #: parameters other estimators share; a generic caller may pass them to every method
