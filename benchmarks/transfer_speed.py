@@ -152,38 +152,24 @@ def knn_profile(xtr, ytr, xte, yte, top=7):
 
 
 def building_blocks(repeats=20):
-    """[(operation, infodyn's way, ms, the alternative, ms)]: the single operations behind choices
-    in probe.py and knn.py, best of ``repeats``, one thread."""
+    """[(operation, infodyn's way, ms, the alternative, ms)]: single operations behind choices in
+    probe.py (the column std) and knn.py (bfloat16, not int8, products), best of ``repeats``."""
     r = np.random.default_rng(1)
     f32 = lambda *s: torch.from_numpy(r.normal(size=s).astype(np.float32))  # noqa: E731
-    x, w, p = f32(8000, 512), f32(10, 512), f32(8000, 10)
     big = f32(10000, 512)
     q16, t16 = f32(2000, 512).bfloat16(), f32(10000, 512).bfloat16()
     q8 = torch.randint(-127, 128, (2000, 512), dtype=torch.int8)
     t8 = torch.randint(-127, 128, (512, 10000), dtype=torch.int8)
-    x64 = big.double()
-    nx = x64.norm(dim=1)
-    kernels = knn_mod._compiled_kernels()
-    bits = np.empty(tuple(x64.shape), dtype=np.int16)
 
     def ms(fn):
         return 1e3 * timed(fn, repeats)[0].wall
 
-    rows = [
-        ("logits x W^T, (8000, 512) by (512, 10)", "numpy matmul", ms(lambda: probe_mod._matmul(x, w.T)),
-         "torch addmm", ms(lambda: torch.addmm(p[0], x, w.T))),
-        ("gradient P^T x, (10, 8000) by (8000, 512)", "numpy matmul", ms(lambda: probe_mod._matmul(p.T, x)),
-         "torch mm", ms(lambda: torch.mm(p.T, x))),
+    return [
         ("column std of (10000, 512) float32", "two passes", ms(lambda: probe_mod._moments(big)),
          "torch std", ms(lambda: (big.mean(0), big.std(0, unbiased=False)))),
         ("similarities (2000, 512) by (512, 10000)", "bfloat16 mm", ms(lambda: torch.mm(q16, t16.T)),
          "int8 torch._int_mm", ms(lambda: torch._int_mm(q8, t8))),
     ]
-    if kernels is not None:
-        rows.append(("normalised bfloat16 copy of (10000, 512) + its rounding error", "compiled bf16_rows",
-                     ms(lambda: kernels.bf16_rows(x64.numpy(), nx.numpy(), bits)),
-                     "torch (_low_copy)", ms(lambda: knn_mod._low_copy(x64, nx, torch.bfloat16, 800, True))))
-    return rows
 
 
 # ------------------------------------------------------------------------------ main
@@ -217,12 +203,6 @@ def main(argv=None):
     t_sk, (sk_acc, sk_l2) = timed(lambda: sklearn_probe(xtr, ytr, xte, yte, grid), reps)
     rows = [("infodyn linear_probe (torch L-BFGS, warm starts, float32)", t_ours, res.accuracy, res.l2),
             ("sklearn LogisticRegression(lbfgs), same grid and split", t_sk, sk_acc, sk_l2)]
-    matmul = probe_mod._matmul
-    probe_mod._matmul = lambda a, b: a @ b  # every product in torch, as on a GPU
-    t_torch, res_torch = timed(lambda: linear_probe(xtr, ytr, xte, yte, seed=0), reps)
-    probe_mod._matmul = matmul
-    rows.append(("infodyn linear_probe, products in torch instead of numpy's BLAS", t_torch, res_torch.accuracy,
-                 res_torch.l2))
     if not args.quick:
         t_skw, (skw_acc, skw_l2) = timed(lambda: sklearn_probe(xtr, ytr, xte, yte, grid, warm=True), 1)
         rows.append(("sklearn, warm_start=True (1 run)", t_skw, skw_acc, skw_l2))

@@ -98,32 +98,6 @@ def _dot4(a0, a1, a2, a3, b):  # pragma: no cover - compiled
     return s0, s1, s2, s3
 
 
-@njit(nogil=True, cache=True, boundscheck=False, fastmath={"reassoc"})  # the error sum in lanes
-def bf16_rows(x, nx, out):  # pragma: no cover - compiled
-    """Writes the bfloat16 bit patterns of x_j / ||x_j|| (rounded to float32, then to nearest
-    even bfloat16, as torch rounds) to ``out`` (n, d) int16; returns max_j ||x_j / ||x_j|| -
-    bf16(x_j / ||x_j||)||, the measured input rounding error of the bound."""
-    n, d = x.shape
-    f = np.empty(d, np.float32)
-    v = np.empty(d)
-    bits = f.view(np.uint32)
-    worst = 0.0
-    for j in range(n):
-        for e in range(d):
-            v[e] = x[j, e] / nx[j]
-            f[e] = v[e]
-        err = 0.0
-        for e in range(d):
-            b = bits[e]
-            r = (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
-            out[j, e] = np.int16(np.uint16(r))
-            bits[e] = r << np.uint32(16)
-            diff = v[e] - np.float64(f[e])
-            err += diff * diff
-        worst = max(worst, np.sqrt(err))
-    return worst
-
-
 @njit(nogil=True, cache=True, boundscheck=False)
 def settle(low, table, q, x, nx, a_rows, b, k, kk, vals, idx, ok):  # pragma: no cover - compiled
     """Certified top-k for each row of ``low`` (rows, n) int16 (bfloat16 bits of q_i . x~_j),

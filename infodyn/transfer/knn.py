@@ -183,12 +183,7 @@ def knn_neighbours(
             if pending.numel() == 0:
                 break
             if dt not in low_copies:
-                if kernels is not None and dt == torch.bfloat16:  # one fused pass, 2x faster
-                    bits = np.empty(tuple(xtr64.shape), dtype=np.int16)
-                    ex = float(kernels.bf16_rows(xtr64.numpy(), nx.numpy(), bits))
-                    xl = torch.from_numpy(bits).view(torch.bfloat16)
-                else:
-                    xl, ex = _low_copy(xtr64, nx, dt, block_size, _measured(dt, xtr64.device))
+                xl, ex = _low_copy(xtr64, nx, dt, block_size, _measured(dt, xtr64.device))
                 # one reused output block: fresh memory for every block would page-fault
                 out = torch.empty(block_size, n_train, dtype=dt, device=xl.device)
                 low_copies[dt] = (xl, ex, out)

@@ -100,7 +100,8 @@ def stratified_split(codes: np.ndarray, val_fraction: float, seed: int):
 
 def _moments(x_fit: torch.Tensor):
     mean = x_fit.mean(0, keepdim=True)
-    # two passes by hand: torch's column std runs 7x slower on CPU (18 ms against 2.6 ms, 10k x 512)
+    # two passes by hand: torch's column std is several times slower on CPU
+    # (benchmarks/results/transfer_speed.md, "Building blocks")
     std = (x_fit - mean).square_().mean(0, keepdim=True).sqrt_()
     std = torch.where(std > 0, std, torch.ones_like(std))  # constant columns: centre only
     return mean, std
@@ -111,22 +112,11 @@ def _standardise(x_fit: torch.Tensor, *others: torch.Tensor):
     return [(a - mean) / std for a in (x_fit, *others)]
 
 
-def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a @ b; on CPU through numpy's BLAS, which runs the probe's skinny products ((n, d) by
-    (d, C) and (C, n) by (n, d), C a few classes) faster than torch's CPU kernels: one thread,
-    8000 x 512 by 10, 1.1 ms against 1.7 ms for x W^T; the benchmark's probe took 0.40 s this
-    way, 0.43 s with torch for P^T x and 0.45 s with torch for both."""
-    if a.device.type == "cpu":
-        return torch.from_numpy(np.matmul(a.detach().numpy(), b.detach().numpy()))
-    return a @ b
-
-
 class _Softmax:
     """Full-batch multinomial logistic regression fitted with torch's L-BFGS (analytic gradient).
 
     The weights are stored transposed, (C, d): both products then run as x @ W^T and
     P^T @ x, which on CPU are 2-5x faster than x @ W and x^T @ P for a few classes.
-    Products go through :func:`_matmul`.
     """
 
     def __init__(self, d: int, c: int, device, dtype):
@@ -176,11 +166,11 @@ class _Softmax:
         before = int(opt.state[opt._params[0]].get("n_iter", 0))
 
         def closure():
-            logits = _matmul(x, wt.T).add_(b)
+            logits = torch.addmm(b, x, wt.T)
             lse = torch.logsumexp(logits, dim=1, keepdim=True)
             loss = (lse[:, 0] - (logits * onehot).sum(1)).mean() + 0.5 * l2 * (wt * wt).sum()
             p = torch.exp(logits - lse).sub_(onehot).div_(n)  # d loss / d logits
-            wt.grad = _matmul(p.T, x).add_(wt, alpha=l2)
+            wt.grad = torch.mm(p.T, x).add_(wt, alpha=l2)
             b.grad = p.sum(0)
             return loss
 
@@ -189,7 +179,7 @@ class _Softmax:
         return int(opt.state[opt._params[0]].get("n_iter", 0)) - before
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return _matmul(x, self.wt.T).add_(self.b)
+        return torch.addmm(self.b, x, self.wt.T)
 
     def copy(self) -> "_Softmax":
         out = _Softmax(self.wt.shape[1], self.wt.shape[0], self.wt.device, self.wt.dtype)
