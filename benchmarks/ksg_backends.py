@@ -13,6 +13,7 @@ counts are compared with the compiled kernel's, so each row also checks exactnes
 2. compiled against torch brute force (the float64 Gram GEMM) for the Euclidean norm in many
    dimensions: where "auto" hands over to brute force (``COMPILED_MAX_EUCLIDEAN_DIM``).
 3. rows per block at n = 100000: the buffer budget (``BUFFER_BYTES``) against 16 rows.
+4. the first compiled call of a fresh process, which loads the kernels from numba's on-disk cache.
 
 Writes benchmarks/results/ksg_backends.md and prints it.
 """
@@ -99,6 +100,24 @@ def rows_per_block(n, dims, log):
 
 
 
+_FIRST_CALL = """
+import time, numpy as np
+t0 = time.perf_counter()
+from infodyn.estimators import _knn_compiled as kc
+kc.ksg_counts(np.random.default_rng(0).normal(size=(50, 2)), np.random.default_rng(1).normal(size=(50, 2)), 3, 1, False)
+print(time.perf_counter() - t0)
+"""
+
+
+def first_call() -> float:
+    """Seconds of import + first call in a fresh process (the cache is warm: main() ran a call)."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", _FIRST_CALL], capture_output=True, text=True, check=True,
+                         cwd=str(ROOT))
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="n = 20000 only")
@@ -115,6 +134,7 @@ def main(argv=None) -> int:
         table += backends(50000, [2, 3, 4], ("max",), log) + backends(100000, [2, 3, 4], ("max",), log)
     brute = against_brute([(5000, 16), (5000, 32), (5000, 64), (5000, 96), (5000, 128), (2000, 512)], log)
     rpb = [] if args.quick else rows_per_block(100000, [3, 8], log)
+    loads = sorted(first_call() for _ in range(3))
     L = [
         "# KSG backends: tree against compiled kernels",
         "",
@@ -141,6 +161,9 @@ def main(argv=None) -> int:
               "| d per side | budget rows | s | rows | s | same counts |", "|---|---|---|---|---|---|"]
         for n, d, rb, tb, rm, tm, same in rpb:
             L.append(f"| {d} | {rb} | {tb:.2f} | {rm} | {tm:.2f} | {same} |")
+    L += ["", "## 4. first compiled call in a fresh process (import + load from numba's cache + 50 points)", "",
+          f"Three fresh processes: {', '.join(f'{t:.2f}' for t in loads)} s. (The first call after installing or "
+          "changing the kernels compiles them instead; benchmarks/results/mi_speed.md reports that run's time.)"]
     text = "\n".join(L) + "\n"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)

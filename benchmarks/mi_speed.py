@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -280,9 +279,9 @@ def main(argv=None) -> int:
         f"in torch blocks for the Euclidean norm above {knn.COMPILED_MAX_EUCLIDEAN_DIM} dimensions per space), and "
         "brute force on CUDA.",
         "",
-        f"The first compiled call in a process loads the kernels from numba's on-disk cache ({first_compiled:.2f} s "
-        "here, timed separately on 50 points); the very first on a machine compiles them (a few seconds, once). "
-        "The timings above exclude it.",
+        f"The first compiled call in a process loads the kernels from numba's on-disk cache, or compiles them when "
+        f"they are new or changed ({first_compiled:.2f} s here, timed separately on 50 points; "
+        "benchmarks/results/ksg_backends.md times the load alone). The timings above exclude it.",
         "",
         "## Grid: seconds per estimate (default parameters; '-' = skipped, reason given)",
         "",
