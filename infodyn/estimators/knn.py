@@ -78,7 +78,7 @@ TREE_MAX_DIM = 8
 #: with numba, "auto" uses the tree up to this joint dimension (and up to 6 from n = 50000 on), the
 #: compiled kernels above: benchmarks/results/ksg_backends.md, section 1 (single-threaded; at
 #: n = 20000 the tree wins at 2+2 by 1.6x and loses at 3+3 by 1.5x; at n = 50000 and 100000 it
-#: wins at 3+3; at 4+4 and n = 100000 the two are within 1.1x).
+#: wins at 3+3; at 4+4 the compiled kernels win at n = 50000 and the tree, by a little, at 100000).
 TREE_MAX_DIM_COMPILED = 4
 #: the compiled kernels compute Euclidean distances coordinate by coordinate; above this many
 #: dimensions per space the float64 Gram GEMM of the brute-force path is faster:
