@@ -207,6 +207,34 @@ def test_linear_cka_does_not_depend_on_the_scale(scale):
     assert math.isclose(linear_cka(a * scale, a * scale, device="cpu"), 1.0, rel_tol=1e-12)
 
 
+@pytest.mark.parametrize("lr", [10.0, 1.0])
+def test_mine_with_a_huge_learning_rate_raises_like_nwj_instead_of_a_huge_negative_value(lr):
+    """Issue 17 item 5: mine with lr=10 returned -1,328,281 nats (its DV value is a log-sum-exp,
+    so the exploding critic never turns into inf/NaN) while nwj raised "the critic diverged"."""
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=(600, 2))
+    y = 0.9 * x + math.sqrt(1 - 0.81) * rng.normal(size=(600, 2))
+    kw = dict(seed=0, lr=lr, hidden=(32,), embed_dim=8, batch_size=32, max_steps=200, eval_every=20)
+    for method in ("nwj", "mine"):
+        with pytest.raises(ValueError, match=rf"{method}: the critic diverged.*lr={lr:g}\).*smaller learning rate"):
+            estimate_mi(x, y, method=method, **kw)
+
+
+def test_mine_that_never_beats_a_constant_critic_is_refused():
+    """A critic whose best validation DV value is below -1 nat (a constant critic scores 0) is
+    reported as diverged, not as an MI of -4 nats (rho = 0.9, lr = 0.03: found by a sweep)."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2000, 2))
+    y = 0.9 * x + math.sqrt(1 - 0.81) * rng.normal(size=(2000, 2))
+    with pytest.raises(ValueError, match=r"mine: the critic diverged \((best validation|held-out) DV value "
+                                         r"-\d.*below the 0 of a constant critic"):
+        estimate_mi(x, y, method="mine", seed=0, lr=0.03, hidden=(64,), embed_dim=16, batch_size=64,
+                    max_steps=1500)
+    ok = estimate_mi(x, y, method="mine", seed=0, lr=3e-3, hidden=(64,), embed_dim=16, batch_size=64,
+                     max_steps=300)
+    assert 0.5 < ok.nats < 1.75  # true MI 2 * -1/2 log(1 - 0.81) = 1.66 nats
+
+
 def test_logme_with_targets_fit_exactly_is_refused_not_infinite():
     # rank n: zero residual, the evidence iteration runs off to zero noise (found by hypothesis)
     f = np.array([[-1.83032036, -1.38078213, 0.12943324], [-0.66013452, 0.75630261, -0.07798505],

@@ -92,6 +92,71 @@ def test_hscore_of_collapsed_classes_is_c_minus_one():
     assert hscore(f, y) == pytest.approx(4.0, abs=1e-9)
 
 
+def direct_hscore(f, y):
+    """tr(pinv(cov f) cov E[f|y]) with numpy's pinv on the (d, d) covariance (small d only)."""
+    fc = f - f.mean(0)
+    g = np.zeros_like(fc)
+    for c in np.unique(y):
+        g[y == c] = fc[y == c].mean(0)
+    return float(np.trace(np.linalg.pinv(fc.T @ fc / len(y)) @ (g.T @ g / len(y))))
+
+
+def test_hscore_rank_deficient_features_match_the_pinv_formula_on_both_paths():
+    """Rank 3 features: n > d (Gram path) and n <= d (sample-space path) both equal the direct
+    pseudo-inverse formula, a value strictly between 0 and C - 1."""
+    r = np.random.default_rng(21)
+    for n, d in [(200, 12), (10, 40)]:
+        y = np.arange(n) % 3
+        f = (r.normal(size=(n, 3)) + np.eye(3)[y]) @ r.normal(size=(3, d))  # rank 3 in d dims
+        ref = direct_hscore(f, y)
+        assert 0.1 < ref < 1.9
+        assert hscore(f, y, device="cpu") == pytest.approx(ref, rel=1e-8)
+
+
+def test_hscore_singular_cases_are_well_defined():
+    y = np.arange(12) % 3
+    assert hscore(np.full((12, 4), 7.0), y, device="cpu") == 0.0  # constant features: no direction
+    wide = np.random.default_rng(22).normal(size=(12, 30))  # spans all 11 centred directions
+    assert hscore(wide, y, device="cpu") == pytest.approx(2.0, abs=1e-9)  # C - 1 for any labels
+    assert hscore(wide, y, device="cpu") == pytest.approx(direct_hscore(wide, y), abs=1e-8)
+
+
+def test_hscore_wide_features_d20000_n6_are_fast_with_bounded_memory(tmp_path):
+    """Issue 17 item 5: d = 20,000, n = 6 raised _LinAlgError or grew to 9.5 GB (a (d, d)
+    covariance is 3.2 GB alone). Measured in a fresh process: peak RSS growth under 300 MB and
+    under 5 s; the value is C - 1, as the pseudo-inverse formula gives when n <= d."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, time, numpy as np, torch\n"
+        "torch.set_num_threads(1)\n"
+        "from infodyn.transfer import hscore\n"
+        "f = np.random.default_rng(0).normal(size=(6, 20000)); y = np.array([0, 0, 1, 1, 2, 2])\n"
+        "r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "t = time.perf_counter(); v = hscore(f, y, device='cpu'); t = time.perf_counter() - t\n"
+        "r1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(v, t, (r1 - r0) / 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    value, seconds, grown_mb = map(float, out.stdout.split())
+    assert value == pytest.approx(2.0, abs=1e-9)
+    assert seconds < 5.0 and grown_mb < 300, (seconds, grown_mb)
+
+
+@pytest.mark.parametrize("scale", [1e300, 1e-300])
+def test_nc1_and_hscore_do_not_depend_on_the_feature_scale(scale):
+    """Issue 17 item 5: both returned NaN (or failed) at scale 1e300 and 1e-300."""
+    f, y = labelled(120, 5, 3, 1.0, seed=23)
+    assert np.isfinite(f * scale).all()
+    assert nc1(f * scale, y, device="cpu") == pytest.approx(nc1(f, y, device="cpu"), rel=1e-9)
+    assert hscore(f * scale, y, device="cpu") == pytest.approx(hscore(f, y, device="cpu"), rel=1e-9)
+    wide = f[:8, :] @ np.random.default_rng(24).normal(size=(5, 50))  # the n <= d path, rank 5
+    assert hscore(wide * scale, y[:8], device="cpu") == pytest.approx(hscore(wide, y[:8], device="cpu"),
+                                                                      rel=1e-9)
+
+
 # ---------------------------------------------------------------------------------- LEEP / NCE
 
 

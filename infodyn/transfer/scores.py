@@ -149,11 +149,28 @@ def logme(features: Any, labels: Any, *, tol: float = 1e-8, max_iter: int = 1000
 # H-score
 
 
-def _pinv_psd(s: torch.Tensor) -> torch.Tensor:
-    """Moore-Penrose pseudo-inverse of a symmetric PSD matrix (eigenvalues below d*eps*max dropped)."""
-    w, v = torch.linalg.eigh(s)
-    keep = w > w.max().clamp_min(0) * s.shape[0] * _EPS64 * 10
-    return (v[:, keep] / w[keep]) @ v[:, keep].T
+def _unit_scale(f: torch.Tensor) -> torch.Tensor:
+    """``f`` divided by its largest absolute entry (unchanged when all zero).
+
+    For scores that do not change when the features are scaled (H-score, NC1): features of
+    scale 1e300 would overflow and 1e-300 underflow once squared (both gave NaN before)."""
+    scale = f.abs().max()
+    return f / scale if bool(scale > 0) else f
+
+
+def _linalg_guard(name: str, shape):
+    """A context turning torch's LinAlgError into a ValueError that names the score and shape."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def guard():
+        try:
+            yield
+        except torch.linalg.LinAlgError as exc:
+            raise ValueError(f"{name}: the linear algebra on features of shape {tuple(shape)} did not "
+                             f"converge ({str(exc).splitlines()[0][:200]}); the features are too "
+                             "ill-conditioned (near-duplicate or near-constant columns)") from None
+    return guard()
 
 
 @_higher(True)
@@ -166,16 +183,45 @@ def hscore(features: Any, labels: Any, *, device: Any = "auto") -> float:
     Dimensionless, in [0, min(d, C - 1)]; reaches C - 1 when every class collapses to its mean.
     Higher is better.
 
+    Computation (no (d, d) matrix when d >= n): with the centred features F = U S V^T (rank r,
+    singular values below max(n, d) * eps * s_max dropped), cov(f)^+ = n V S^-2 V^T and the class
+    means are averages of rows of F, so H = sum_c ||sum_{i in c} u_i||^2 / n_c with u_i the rows
+    of U: the squared projection of the class indicators onto the column space of F. For n > d the
+    (d, d) Gram matrix F^T F is eigen-decomposed instead (eigenvalues below d * 10 eps of the
+    largest dropped, the precision a squared matrix allows). Memory O(n d + min(n, d)^2); the
+    value does not depend on the features' scale.
+
+    Singular cases have a well-defined value: constant features give 0; when the centred features
+    span every direction of the n samples (generically when d >= n - 1) the projection is the
+    identity and **every labelling scores C - 1**: the score then says nothing about the
+    features, use more samples than dimensions.
+
     Args:
         features: (n, d). labels: (n,) class labels. device: as elsewhere.
+
+    Raises:
+        ValueError: bad input (shapes, NaN, one class), or the decomposition did not converge.
     """
     f, y, c = _features_labels(features, labels, device)
-    n = f.shape[0]
-    fc = f - f.mean(0, keepdim=True)
-    cov_f = fc.T @ fc / n
-    means, counts = _class_means(fc, y, c)  # class means of the centred features
-    cov_g = (means * (counts / n)[:, None]).T @ means
-    return float(torch.trace(_pinv_psd(cov_f) @ cov_g))
+    n, d = f.shape
+    fc = _unit_scale(f)
+    fc = fc - fc.mean(0, keepdim=True)
+    counts = torch.bincount(y, minlength=c).to(fc.dtype)
+    with _linalg_guard("hscore", (n, d)):
+        if n > d:
+            w, v = torch.linalg.eigh(fc.T @ fc)
+            keep = w > w.max().clamp_min(0) * d * _EPS64 * 10
+            if not bool(keep.any()):
+                return 0.0
+            means, _ = _class_means(fc, y, c)  # (C, d)
+            proj = means @ v[:, keep]  # (C, r)
+            return float((counts[:, None] * proj * proj / w[keep]).sum())
+        u, sv, _ = torch.linalg.svd(fc, full_matrices=False)  # u: (n, n), no (d, d) matrix
+    keep = sv > sv.max() * max(n, d) * _EPS64
+    if not bool(keep.any()):
+        return 0.0
+    sums = torch.zeros(c, int(keep.sum()), dtype=fc.dtype, device=fc.device).index_add_(0, y, u[:, keep])
+    return float(((sums * sums).sum(1) / counts).sum())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -281,10 +327,12 @@ def nc1(features: Any, labels: Any, *, device: Any = "auto") -> float:
     and ^+ the pseudo-inverse. Dimensionless, >= 0; 0 at full collapse (every sample at its class
     mean). Lower is better (more collapse); note that strong collapse on a source task can
     mean less transferable features. Computed in the at most (C - 1)-dimensional span of the
-    centred class means, so no (d, d) matrix is formed.
+    centred class means, so no (d, d) matrix is formed. Scale-free: the features are divided
+    by their largest absolute entry first (features of scale 1e300 or 1e-300 give the same value).
     """
     f, y, c = _features_labels(features, labels, device)
     n = f.shape[0]
+    f = _unit_scale(f)  # NC1 is scale-free; squares of 1e300 or 1e-300 features gave NaN
     means, _ = _class_means(f, y, c)
     mb = means - f.mean(0, keepdim=True)  # (C, d)
     _, s, vh = torch.linalg.svd(mb, full_matrices=False)
