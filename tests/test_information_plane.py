@@ -76,7 +76,7 @@ def test_kde_plane_small_noise_gives_log_n_and_h_y(bound):
     ixt, ity = information_plane(t, y, method="kde", noise_var=1e-9, bound=bound)
     assert ixt.nats == pytest.approx(math.log(60), abs=1e-9)
     assert ity.nats == pytest.approx(H(y), abs=1e-9)
-    assert ixt.params == {"noise_var": 1e-9, "bound": bound}
+    assert ixt.params == {"noise_var": 1e-9, "bound": bound, "scale": "absolute"}
 
 
 def test_kde_plane_two_far_clusters():

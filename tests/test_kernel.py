@@ -73,7 +73,7 @@ def test_continuous_mi_is_entropy_combination():
     truth = ref_entropy(x, v) + ref_entropy(y, v) - ref_entropy(joint, v)
     est = estimate_mi(x, y, method="kde", noise_var=v)
     assert est.nats == pytest.approx(truth, abs=1e-10)
-    assert est.params == {"noise_var": 0.1, "bound": "upper", "y_mode": "continuous"}
+    assert est.params == {"noise_var": 0.1, "bound": "upper", "scale": "absolute", "y_mode": "continuous"}
 
 
 @pytest.mark.parametrize("bound", ["upper", "lower"])

@@ -16,10 +16,11 @@ adds the timing, the bootstrap interval, units and bookkeeping.
 """
 from __future__ import annotations
 
+import difflib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 
@@ -127,6 +128,50 @@ def register(
 
 def registry() -> Dict[str, EstimatorSpec]:
     return _REGISTRY
+
+
+# ----------------------------------------------------------------------------------------------
+# parameter names
+
+#: names every estimator and information-plane rule accepts, used or not: ``estimate_mi(ci=...)``
+#: passes ``seed`` on to seed its resampling, and ``device`` is the library-wide device choice
+COMMON_PARAMS = ("seed", "device")
+
+
+def reject_unknown(method: str, unknown: Dict[str, Any], accepted: Iterable[str], *, what: str = "estimator") -> None:
+    """Raises ValueError when ``unknown`` (the keyword arguments a method did not take) is not empty.
+
+    The message names the method, each unknown name with its closest accepted names (by
+    :func:`difflib.get_close_matches`), and every accepted name, e.g.
+    ``kde got unknown parameter 'noise_vr' (did you mean 'noise_var'?); kde accepts: ...``.
+    A misspelt setting is therefore never silently ignored.
+    """
+    if not unknown:
+        return
+    names = sorted(set(accepted))
+    parts = []
+    for bad in sorted(unknown):
+        close = difflib.get_close_matches(str(bad), names, n=3, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+        parts.append(f"{bad!r}{hint}")
+    label = "parameter" if len(parts) == 1 else "parameters"
+    raise ValueError(
+        f"{what} {method!r} got unknown {label} {', '.join(parts)}; {method} accepts: {', '.join(names)}"
+    )
+
+
+def rms_scale(a: np.ndarray) -> float:
+    """The RMS spread sqrt(tr Cov(a) / d) of samples ``a`` (n, d): the square root of the mean
+    per-dimension (population) variance, in a's units; 1.0 for constant data.
+
+    The scale-invariant (``scale="relative"``) settings of the kde and binning estimators divide
+    a variable by it: a statistic of degree 1 in the data, so (c a) / rms_scale(c a) = a / rms_scale(a).
+    """
+    m = float(np.max(np.abs(a), initial=0.0))
+    if not (m > 0 and math.isfinite(m)):
+        return 1.0
+    s = m * math.sqrt(float(np.mean(np.var(a / m, axis=0))))  # divided by m first: no overflow at 1e300
+    return s if s > 0 and math.isfinite(s) else 1.0
 
 
 # ----------------------------------------------------------------------------------------------

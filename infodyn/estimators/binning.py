@@ -11,6 +11,14 @@ result's ``params["bin_rule"]``):
   so codes are comparable across checkpoints and unbounded activations (ReLU) are fine;
 * ``"quantile"``: ``n_bins`` equal-mass bins (edges at the quantiles; tied edges merged).
 
+``scale`` (recorded in ``params``): ``"absolute"`` (default) bins the values as they are;
+``"relative"`` first divides each variable by its RMS spread sqrt(tr Cov / d) (the square root of
+its mean per-dimension variance, taken on the samples given, so at each checkpoint; not centred, so
+0 stays 0 and a dead ReLU unit stays in the bin of 0), which makes ``bin_width`` and ``bin_range``
+fractions of that spread and every rule invariant to the overall scale of the features. The
+equal-width and quantile rules are scale-invariant either way; the fixed-width rule (the one for
+unbounded ReLU features, Saxe et al. 2018) and the fixed-range rule are not, unless relative.
+
 ``bin_scope`` says over what the range or quantiles are taken: ``"column"`` (each coordinate its
 own; the default of :func:`estimate_mi`) or ``"array"`` (one grid for all coordinates, the
 convention for a layer's units and the default of the information plane).
@@ -32,10 +40,13 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from .base import RawEstimate, register, register_plane
+from .base import COMMON_PARAMS, RawEstimate, register, register_plane, reject_unknown, rms_scale
 
 RULES = ("equal_width", "fixed_range", "fixed_width", "quantile")
 SCOPES = ("column", "array")
+SCALES = ("absolute", "relative")
+#: the keyword parameters of the binning estimator and plane
+BINNING_PARAMS = ("n_bins", "bin_width", "bin_range", "bin_rule", "bin_scope", "scale") + COMMON_PARAMS
 _HASH_SEEDS = (0x1F2E3D4C, 0x5B6A7988)
 
 
@@ -216,48 +227,69 @@ def mi_of_ids(a: np.ndarray, b: np.ndarray) -> float:
     return max(0.0, entropy_of_ids(a) + entropy_of_ids(b) - entropy_of_ids(ab.reshape(-1)))
 
 
-def _bin_params(params: Dict[str, Any]) -> Dict[str, Any]:
-    keys = ("n_bins", "bin_width", "bin_range", "bin_rule", "bin_scope")
-    return {k: params[k] for k in keys if k in params and params[k] is not None}
+def _rescaled(a: np.ndarray, scale: str, info: Dict[str, Any], key: str) -> np.ndarray:
+    """``a`` divided by its RMS spread when ``scale="relative"`` (recorded as ``info[key]``)."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES} (relative: bins in units of the features' RMS spread), "
+                         f"got {scale!r}")
+    if scale == "absolute":
+        return a
+    s = rms_scale(a)
+    info[key] = s
+    return a / s
 
 
 @register("binning", symmetric=True, min_samples=2, discrete_y=True,
           description="plug-in MI of binned variables (equal-width, fixed range/width, quantile)")
 def binning_mi(x: np.ndarray, y: np.ndarray, *, n_bins: Optional[int] = None, bin_width: Optional[float] = None,
                bin_range: Any = None, bin_rule: Optional[str] = None, bin_scope: str = "column",
-               **_ignored) -> RawEstimate:
+               scale: str = "absolute", seed: Any = None, device: Any = None, **unknown: Any) -> RawEstimate:
     """Plug-in I(X;Y) in nats of the binned x (n, dx) and binned y (n, dy) or labels y (n,).
 
-    The same rule bins x and (continuous) y; see the module docstring for the rules. ``params``
-    records the resolved rule and the number of distinct symbols of each variable.
+    The same rule bins x and (continuous) y; see the module docstring for the rules and ``scale``.
+    ``params`` records the resolved rule and the number of distinct symbols of each variable.
+    ``seed`` and ``device`` are accepted for a uniform interface (binning is deterministic, on CPU).
     """
+    reject_unknown("binning", unknown, BINNING_PARAMS)
     opts = dict(n_bins=n_bins, bin_width=bin_width, bin_range=bin_range, bin_rule=bin_rule, bin_scope=bin_scope)
+    extra: Dict[str, Any] = {"scale": scale}
+    x = _rescaled(x, scale, extra, "feature_scale_x" if y.ndim == 2 else "feature_scale")
     cx, info = bin_codes(x, name="x", **opts)
     ix = row_ids(cx)
     if y.ndim == 1:
         iy = y
     else:
-        cy, info_y = bin_codes(y, name="y", **opts)
+        cy, info_y = bin_codes(_rescaled(y, scale, extra, "feature_scale_y"), name="y", **opts)
         iy = row_ids(cy)
         if "n_clipped" in info_y:
             info["n_clipped"] += info_y["n_clipped"]
+    info.update(extra)
     info["distinct_x"] = int(ix.max()) + 1
     info["distinct_y"] = int(iy.max()) + 1
     return RawEstimate(mi_of_ids(ix, iy), None, info)
 
 
 @register_plane("binning")
-def binning_plane(t: np.ndarray, y: np.ndarray, *, x: Optional[np.ndarray] = None,
-                  bin_scope: str = "array", **params: Any) -> Tuple[RawEstimate, RawEstimate]:
+def binning_plane(t: np.ndarray, y: np.ndarray, *, x: Optional[np.ndarray] = None, n_bins: Optional[int] = None,
+                  bin_width: Optional[float] = None, bin_range: Any = None, bin_rule: Optional[str] = None,
+                  bin_scope: str = "array", scale: str = "absolute", seed: Any = None, device: Any = None,
+                  **unknown: Any) -> Tuple[RawEstimate, RawEstimate]:
     """(I(X;T), I(T;Y)) in nats of binned T, X uniform over the n rows.
 
     I(X;T) = H(bT) when ``x`` is None (n distinct inputs, deterministic network); with ``x``,
     H(bT) + H(X) - H(bT, X) over the distinct rows of x (equal to H(bT) when they are distinct).
     I(T;Y) = H(bT) - H(bT | Y); ``y`` is int labels (n,), or a 2-D array (one-hot or continuous)
     whose distinct rows are the symbols (not binned). Bins default to one grid over the whole
-    array (``bin_scope="array"``), the convention for a layer's units.
+    array (``bin_scope="array"``), the convention for a layer's units. ``scale="relative"`` bins
+    t / rms_scale(t) (see the module docstring): with ``bin_width`` the bins are then that fraction
+    of the layer's RMS spread at this checkpoint.
     """
-    codes, info = bin_codes(t, name="t", bin_scope=bin_scope, **_bin_params(params))
+    reject_unknown("binning", unknown, BINNING_PARAMS, what="information plane")
+    extra: Dict[str, Any] = {"scale": scale}
+    t = _rescaled(t, scale, extra, "feature_scale")
+    codes, info = bin_codes(t, name="t", n_bins=n_bins, bin_width=bin_width, bin_range=bin_range,
+                            bin_rule=bin_rule, bin_scope=bin_scope)
+    info.update(extra)
     it = row_ids(codes)
     h_t = entropy_of_ids(it)
     i_xt = h_t if x is None else mi_of_ids(it, row_ids(x))

@@ -5,9 +5,13 @@ I(X;Y) = -1/2 sum_i log(1 - rho_i^2) = 1/2 (log det S_xx + log det S_yy - log de
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from .base import register
+from .base import COMMON_PARAMS, register, reject_unknown
+
+GAUSSIAN_PARAMS = ("max_rho",) + COMMON_PARAMS
 
 
 def _one_hot(codes: np.ndarray) -> np.ndarray:
@@ -38,14 +42,17 @@ def canonical_correlations(x: np.ndarray, y: np.ndarray, ridge: float = 1e-10) -
 
 @register("gaussian", symmetric=True, resampling="bootstrap", min_samples=3,
           description="closed form under a joint-Gaussian assumption (canonical correlations)")
-def gaussian_mi(x: np.ndarray, y: np.ndarray, *, max_rho: float = 1 - 1e-12, **_ignored) -> float:
+def gaussian_mi(x: np.ndarray, y: np.ndarray, *, max_rho: float = 1 - 1e-12, seed: Any = None, device: Any = None,
+                **unknown: Any) -> float:
     """I = -1/2 sum log(1 - rho_i^2) nats over the sample canonical correlations.
 
     Integer labels y are one-hot encoded (one column dropped) and treated as Gaussian, which
     gives a lower-quality estimate; prefer ``ksg`` (Ross's mixed estimator) for labels. Such an
     estimate is not bounded by H(Y): it grows with the class separation and can exceed log(k).
     ``max_rho`` caps each correlation so that a deterministic relation gives a large finite value.
+    ``seed`` and ``device`` are accepted for a uniform interface (a closed form on the CPU).
     """
+    reject_unknown("gaussian", unknown, GAUSSIAN_PARAMS)
     if y.ndim == 1:
         y = _one_hot(y)
     if x.shape[0] <= x.shape[1] + y.shape[1]:

@@ -62,7 +62,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 from scipy.special import digamma
 
-from .base import RawEstimate, register, resolve_device
+from .base import RawEstimate, register, reject_unknown, resolve_device
 
 NORMS = ("max", "euclidean")
 ALGORITHMS = ("auto", "brute", "tree", "compiled")
@@ -87,8 +87,8 @@ TREE_MAX_DIM_COMPILED = 4
 COMPILED_MAX_EUCLIDEAN_DIM = 64
 #: on CPU a block holds at most about this many distances per matrix (cache-sized)
 CPU_BLOCK_ELEMS = 2**16
-#: parameters other estimators share; a generic caller may pass them to every method
-_OTHER_SHARED = {"n_bins", "bin_width", "noise_var", "alpha"}
+#: the keyword parameters of the ksg estimator; any other name is refused
+KSG_PARAMS = ("k", "variant", "norm", "standardize", "noise", "seed", "algorithm", "device", "memory_mb", "workers")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -547,12 +547,7 @@ def _ross_tree(x: np.ndarray, labels: np.ndarray, k: int, norm: str, workers: in
 
 
 def _check_params(k, variant, norm, algorithm, noise, unknown: Dict[str, Any]) -> None:
-    bad = set(unknown) - _OTHER_SHARED
-    if bad:
-        raise ValueError(
-            f"ksg got unknown parameter(s) {sorted(bad)}; it takes k, variant, norm, standardize, "
-            "noise, seed, algorithm, device, memory_mb, workers"
-        )
+    reject_unknown("ksg", unknown, KSG_PARAMS)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"ksg needs an integer k >= 1, got k={k!r}")
     if variant not in (1, 2):

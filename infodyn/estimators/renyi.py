@@ -42,9 +42,11 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from ._blocks import DEFAULT_BLOCK_MB, log_kernel_row_sums, pairwise_sq_dists_blocks
-from .base import RawEstimate, register, resolve_device
+from .base import RawEstimate, register, reject_unknown, resolve_device
 
 WIDTH_RULES = ("silverman", "median")
+#: the keyword parameters of the renyi estimator
+RENYI_PARAMS = ("alpha", "sigma", "sigma_x", "sigma_y", "width_rule", "max_samples", "seed", "device", "memory_mb")
 
 
 def kernel_width(a: np.ndarray, rule: str = "silverman", seed: int = 0) -> float:
@@ -147,7 +149,7 @@ def renyi_entropy(a: Any, alpha: float = 1.01, *, sigma: Optional[float] = None,
 def renyi_mi(x: np.ndarray, y: np.ndarray, *, alpha: float = 1.01, sigma: Optional[float] = None,
              sigma_x: Optional[float] = None, sigma_y: Optional[float] = None, width_rule: str = "silverman",
              max_samples: int = 1000, seed: int = 0, device: Any = "auto", memory_mb: float = DEFAULT_BLOCK_MB,
-             **_ignored) -> RawEstimate:
+             **unknown: Any) -> RawEstimate:
     """Matrix-based Renyi I_alpha(X;Y) in nats (see the module docstring).
 
     Args:
@@ -161,6 +163,7 @@ def renyi_mi(x: np.ndarray, y: np.ndarray, *, alpha: float = 1.01, sigma: Option
         seed: seeds the subsample (and the median rule's subsample).
         device: "auto", "cpu", "cuda", ...
     """
+    reject_unknown("renyi", unknown, RENYI_PARAMS)
     alpha = _check_alpha(alpha)
     if int(max_samples) < 2:
         raise ValueError(f"max_samples must be >= 2, got {max_samples}")

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..base import RawEstimate, resolve_device
+from ..base import RawEstimate, reject_unknown, resolve_device
 from . import bounds
 from .critics import Baseline, make_critic
 
@@ -67,11 +67,7 @@ def _widths(v: Any, name: str, method: str) -> Tuple[int, ...]:
 
 
 def _resolve(method: str, params: Dict[str, Any]) -> Dict[str, Any]:
-    unknown = sorted(set(params) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(
-            f"{method}: unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(sorted(DEFAULTS))}"
-        )
+    reject_unknown(method, {k: params[k] for k in set(params) - set(DEFAULTS)}, DEFAULTS)
     p = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None or k == "clip"}}
     p["hidden"] = _widths(p["hidden"], "hidden", method)
     p["baseline_hidden"] = _widths(p["baseline_hidden"], "baseline_hidden", method)
@@ -171,12 +167,29 @@ class Objective:
         raise ValueError(f"unknown neural bound {m!r}; choose one of {', '.join(METHODS)}")
 
 
-def _diverged(method: str, step: int, p: Dict[str, Any]) -> ValueError:
+# MINE's DV value is a log-sum-exp, so a diverging critic does not overflow to inf/NaN the way
+# NWJ's exp(f) does: it returns finite but absurd numbers (lr=10 gave -1.3e6 nats). A constant
+# critic scores exactly 0 under DV, so a best validation value or a reported value below
+# -_MINE_FLOOR nats means the critic did worse than not learning at all; a training-batch value
+# beyond _MINE_CEIL nats in magnitude (e^1000 distinguishable states) means the scores exploded.
+_MINE_FLOOR = 1.0
+_MINE_CEIL = 1e3
+
+
+def _diverged(method: str, step: int, p: Dict[str, Any], what: str = "non-finite loss") -> ValueError:
     hint = "" if method == "smile" else f", or method='smile' with clip={p['clip'] or 5.0} (clipping bounds the variance)"
     return ValueError(
-        f"{method}: the critic diverged (non-finite loss by step {step} with lr={p['lr']:g}); "
+        f"{method}: the critic diverged ({what} by step {step} with lr={p['lr']:g}); "
         f"try a smaller learning rate such as lr={p['lr'] / 10:g}{hint}"
     )
+
+
+def _mine_check(step: int, p: Dict[str, Any], value: float, where: str, peak: float = 0.0) -> None:
+    """Raise the divergence error when MINE's DV value is absurd (see _MINE_FLOOR, _MINE_CEIL)."""
+    if peak > _MINE_CEIL:
+        raise _diverged("mine", step, p, f"|DV| of a training batch reached {peak:.3g} nats")
+    if value < -_MINE_FLOOR:
+        raise _diverged("mine", step, p, f"{where} DV value {value:.4g} nats, below the 0 of a constant critic")
 
 
 def estimate(x: np.ndarray, y: np.ndarray, method: str, **params: Any) -> RawEstimate:
@@ -259,6 +272,7 @@ def _estimate(x: np.ndarray, y: np.ndarray, method: str, p: Dict[str, Any], dev:
     per_epoch = train.shape[0] // bsz
     epoch_idx = None
     bad = torch.zeros((), dtype=torch.bool, device=dev)
+    peak = torch.zeros((), dtype=torch.float32, device=dev)  # MINE: largest |loss| so far
     best_val, best_state, best_step, since_best = -math.inf, None, 0, 0
     step = 0
     while step < p["max_steps"]:
@@ -270,10 +284,14 @@ def _estimate(x: np.ndarray, y: np.ndarray, method: str, p: Dict[str, Any], dev:
         loss.backward()
         opt.step()
         bad |= ~torch.isfinite(loss.detach())
+        if method == "mine":
+            peak = torch.maximum(peak, loss.detach().abs())
         step += 1
         if step % p["eval_every"] == 0 or step == p["max_steps"]:
             if bool(bad):
                 raise _diverged(method, step, p)
+            if method == "mine" and float(peak) > _MINE_CEIL:
+                _mine_check(step, p, 0.0, "training", float(peak))
             v = float(evaluate(val_batches).mean())
             if not math.isfinite(v):
                 raise _diverged(method, step, p)
@@ -284,11 +302,15 @@ def _estimate(x: np.ndarray, y: np.ndarray, method: str, p: Dict[str, Any], dev:
                 since_best += 1
                 if since_best >= p["patience"]:
                     break
+    if method == "mine":
+        _mine_check(step, p, best_val, "best validation")
     modules.load_state_dict(best_state)
     vals = evaluate(test_batches)
     if not np.all(np.isfinite(vals)):
         raise _diverged(method, step, p)
     est = float(vals.mean())
+    if method == "mine":
+        _mine_check(step, p, est, "held-out")
     ci = None
     if vals.size > 1:
         half = _Z95 * float(vals.std(ddof=1)) / math.sqrt(vals.size)
