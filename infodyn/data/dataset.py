@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -80,6 +81,45 @@ class Dataset:
         order = np.argsort(np.concatenate([self.idx_train, self.idx_val, self.idx_test]),
                            kind="stable")
         return x[order], y[order]
+
+    @property
+    def splits_given(self) -> Tuple[str, ...]:
+        """The splits taken as the data gave them (the rest infodyn carved with ``meta["split"]``)."""
+        return tuple(self.meta.get("splits_given", ()))
+
+    def split(self, name: str):
+        """One split as an :class:`~infodyn.data.splits.ArraySplit` (``len``, ``labels``,
+        ``read(idx)``, ``batches``, ``take``, ``digest``; see :mod:`infodyn.data.splits`)."""
+        from .splits import SPLITS, ArraySplit
+
+        if name not in SPLITS:
+            raise ValueError(f"{self.name}: no split {name!r}; splits are {SPLITS}")
+        return ArraySplit(getattr(self, f"x_{name}"), getattr(self, f"y_{name}"), name,
+                          given=name in self.splits_given)
+
+    @cached_property
+    def digest(self) -> str:
+        """sha256 hex of the three splits' x (float32) and y arrays, in train, val, test order:
+        exactly the inputs (after any transform) and labels features are computed from. An edit
+        of a user file, another seed, split or class subset gives another digest."""
+        from .splits import _sha
+
+        return _sha(*[np.asarray(a, dtype=np.float32 if k.startswith("x") else np.int64)
+                      for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+                      for a in [getattr(self, k)]])
+
+    def split_params(self) -> Dict[str, Any]:
+        """How the splits were made, for the results table's ``params``: ``{"splits": {"train":
+        "given" | "carved", ...}, "split": fractions used for the carved ones, "seed": ...}``."""
+        given = self.splits_given
+        out: Dict[str, Any] = {"splits": {s: "given" if s in given else "carved"
+                                          for s in ("train", "val", "test")}}
+        if len(given) < 3:
+            out["split"] = list(self.meta.get("split", ()))
+            out["seed"] = self.meta.get("seed")
+        if self.meta.get("transform"):
+            out["transform"] = self.meta["transform"]
+        return out
 
     def __repr__(self) -> str:
         sizes = "/".join(str(len(y)) for y in (self.y_train, self.y_val, self.y_test))
@@ -159,7 +199,8 @@ def array_sha256(x: np.ndarray, y: np.ndarray) -> str:
 
 def build(name: str, x: np.ndarray, y: np.ndarray, classes: Sequence[Any], *, role: str,
           meta: Dict[str, Any], seed: int = 0, split=DEFAULT_SPLIT, subset=None,
-          fixed_test: Optional[np.ndarray] = None) -> Dataset:
+          fixed_test: Optional[np.ndarray] = None, origin: Optional[np.ndarray] = None,
+          given: Sequence[str] = ()) -> Dataset:
     """Subset, recode and split a full labelled set into a :class:`Dataset`.
 
     Args:
@@ -175,6 +216,9 @@ def build(name: str, x: np.ndarray, y: np.ndarray, classes: Sequence[Any], *, ro
         subset: class ids to keep (see :func:`parse_classes`), coded in the order given.
         fixed_test: optional boolean mask of rows that form the test set as given by the source
             (mnist1d's own test rows); the rest is split train:val in the ratio of ``split``.
+        origin, given: the user's own split of each row (0 train, 1 val, 2 test; int array (n,))
+            and the names of the splits the user gave. Given splits are kept; the missing ones
+            are carved from the user's train rows (see :func:`infodyn.data.splits.carve`).
     """
     classes = tuple(classes)
     fr = check_split(split)
@@ -196,6 +240,19 @@ def build(name: str, x: np.ndarray, y: np.ndarray, classes: Sequence[Any], *, ro
     recode[keep_codes] = np.arange(len(keep_codes))
 
     parts = {"train": [], "val": [], "test": []}
+    if origin is not None:
+        from .splits import SPLITS, carve
+
+        origin = np.asarray(origin)
+        keep = np.isin(y, keep_codes)
+        where, labels = {}, {}
+        for k, s in enumerate(SPLITS):
+            if s in given:
+                where[s] = np.flatnonzero((origin == k) & keep)
+                labels[s] = y[where[s]]
+        for s, (src, rows) in carve(labels, fr, seed).items():
+            parts[s].append(where[src][rows])
+        keep_codes = []  # done
     for code in keep_codes:
         rows = np.flatnonzero(y == code)
         if fixed_test is not None:
@@ -220,6 +277,10 @@ def build(name: str, x: np.ndarray, y: np.ndarray, classes: Sequence[Any], *, ro
         out[f"y_{k}"] = recode[y[rows]]
     meta = dict(meta)
     meta.update(seed=int(seed), split=fr)
+    if origin is not None:
+        meta["splits_given"] = tuple(s for s in ("train", "val", "test") if s in given)
+    elif fixed_test is not None:
+        meta["splits_given"] = ("test",)
     if subset is not None:
         meta["subset"] = new_classes
     return Dataset(name=name, classes=new_classes, role=role, meta=meta,

@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -185,8 +185,8 @@ def _generate(entry: Entry, seed: int, params: Dict[str, Any]) -> tuple:
     return _CACHE[key]
 
 
-def load(name: Union[str, Path], seed: int = 0, *, split=None, classes=None, sha256=None,
-         manifest: Optional[Union[str, Path]] = None, **params) -> Dataset:
+def load(name, seed: int = 0, *, split=None, classes=None, sha256=None,
+         manifest: Optional[Union[str, Path]] = None, transform=None, **params) -> Dataset:
     """Load a data set by name as train / val / test splits.
 
     Args:
@@ -201,14 +201,39 @@ def load(name: Union[str, Path], seed: int = 0, *, split=None, classes=None, sha
             ``":0-4"`` suffix); ``ds.classes`` keeps the original ids.
         sha256: expected checksum of a user file (see :mod:`infodyn.data.files`).
         manifest: a user manifest YAML listing user files with their checksums.
+        transform: ``{"mean": ..., "std": ..., "transform": "module:callable"}`` applied to
+            every input (see :class:`infodyn.data.splits.Transform`).
         **params: parameters of the data set (``as_image=True`` for ``digits`` and
             ``mnist1d``; ``dims``, ``separation``, ``noise``, ``n_per_class`` for
             ``gaussian-mixture``, where ``classes=`` is the number of mixture classes and a
             subset is given only in the name, ``"gaussian-mixture:0-1"``).
 
+    ``name`` may also be a :class:`~infodyn.data.spec.DataSpec` or a mapping in the manifest's
+    form (``{"images": "pets/", "size": [64, 64]}``, ``{"dataset": "mod:make"}``, ``{"hf":
+    "saved/"}``; relative paths from the current folder), and a path may name an image folder
+    or a ``save_to_disk`` folder; those give a :class:`~infodyn.data.lazy.LazyDataset`, read
+    on demand.
+
     Returns:
-        a :class:`Dataset`; ``ds.all()`` gives every sample in the full set's order.
+        a :class:`Dataset` (or :class:`~infodyn.data.lazy.LazyDataset`); ``ds.all()`` gives
+        every sample in the full set's order, ``ds.split("test")`` one split read by index.
     """
+    from .spec import DataSpec, parse_data_spec
+
+    if isinstance(name, Mapping) or transform is not None:
+        if transform is not None and not isinstance(transform, Mapping):
+            raise ValueError(f"transform must be a mapping with mean/std/transform, got {transform!r}")
+        if not isinstance(name, (Mapping, DataSpec)):
+            name = {"name": os.fspath(name)}
+        if transform is not None:
+            name = {**(name.as_dict() if isinstance(name, DataSpec) else dict(name)), **transform}
+        name = parse_data_spec(name, None, "data")
+    if isinstance(name, DataSpec):
+        from .lazy import load_spec
+
+        if sha256 is not None or manifest is not None or params:
+            raise ValueError(f"data {name}: give sha256, parameters and the like inside the mapping")
+        return load_spec(name, seed, split=split, classes=classes)
     base, spec, query = parse_name(os.fspath(name))
     params = {**query, **params}
     if split is None:
@@ -271,11 +296,27 @@ def _load_file(path: Path, label: str, seed: int, split, subset, sha256, role, p
 
     if params:
         raise ValueError(f"{path}: user data sets take no parameters, got {sorted(params)}")
-    x, y, classes, meta = read(path, sha256=sha256)
+    from .lazy import detect_kind
+
+    kind = detect_kind(Path(path).expanduser())
+    if kind != "npz":  # an image folder or a save_to_disk folder: read on demand
+        from .lazy import load_spec
+        from .spec import parse_data_spec
+
+        if sha256 is not None:
+            raise ValueError(f"{path}: sha256= applies to .npz files; folders of {kind} data have "
+                             "a content digest (ds.digest)")
+        opts = {"path": os.fspath(Path(path).expanduser().resolve()), "split": list(split)}
+        if subset is not None:
+            opts["classes"] = subset if isinstance(subset, str) else list(subset)
+        ds = load_spec(parse_data_spec(opts, None, "data"), seed)
+        ds.role = role
+        return ds
+    x, y, classes, meta, origin = read(path, sha256=sha256, with_splits=True)
     meta["sha256"] = array_sha256(x, y)
     meta["params"] = {}
     return build(label, x, y, classes, role=role, meta=meta, seed=seed, split=split,
-                 subset=subset)
+                 subset=subset, origin=origin, given=meta.get("splits_given", ()))
 
 
 def source_target(source: str, target: Optional[str] = None, seed: int = 0,
@@ -301,4 +342,14 @@ def source_target(source: str, target: Optional[str] = None, seed: int = 0,
     else:
         src = load(source, seed=seed, **params)
         tgt = load(target, seed=seed, **params)
-    return replace(src, role="source"), replace(tgt, role="target")
+    return _with_role(src, "source"), _with_role(tgt, "target")
+
+
+def _with_role(ds, role: str):
+    if isinstance(ds, Dataset):
+        return replace(ds, role=role)
+    import copy
+
+    out = copy.copy(ds)  # a LazyDataset: readers are shared, nothing is read
+    out.role = role
+    return out
