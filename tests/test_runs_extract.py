@@ -68,8 +68,11 @@ def test_batch_size_does_not_change_values_or_order(net):
 
 def test_cnn_flatten_and_avg_pool(cnn):
     x = np.random.default_rng(2).normal(size=(50, 64)).astype(np.float32)  # flat digits-like rows
-    flat = extract_features(cnn, x, ["conv1", "conv2", "fc1"], batch_size=16)
+    flat = extract_features(cnn, x, ["conv1", "conv2", "fc1"], batch_size=16, pool="flatten")
     avg = extract_features(cnn, x, ["conv1", "conv2", "fc1"], pool="avg")
+    default = extract_features(cnn, x, ["conv1", "conv2", "fc1"])  # conv maps avg-pooled
+    for k in avg:
+        np.testing.assert_array_equal(default[k], avg[k])
     xi = torch.from_numpy(x).reshape(50, 1, 8, 8)
     c1 = F.relu(F.conv2d(xi, cnn.conv1.conv.weight, cnn.conv1.conv.bias, padding=1)).detach()
     assert flat["conv1"].shape == (50, 4 * 64)
@@ -84,10 +87,12 @@ def test_cnn_flatten_and_avg_pool(cnn):
 def test_cnn_1d_and_image_inputs():
     torch.manual_seed(0)
     c1d = small_cnn(1, 2, 3, input_shape=[1, 40])
-    assert extract_features(c1d, np.zeros((5, 40), np.float32), ["conv2"])["conv2"].shape == (5, 6 * 20)
+    flat = dict(pool="flatten")
+    assert extract_features(c1d, np.zeros((5, 40), np.float32), ["conv2"], **flat)["conv2"].shape == (5, 6 * 20)
     c2d = small_cnn(1, 2, 3)
-    assert extract_features(c2d, np.zeros((4, 1, 6, 6), np.float32), ["conv1"])["conv1"].shape == (4, 3 * 36)
-    assert extract_features(c2d, np.zeros((4, 6, 6), np.float32), ["conv1"])["conv1"].shape == (4, 3 * 36)
+    assert extract_features(c2d, np.zeros((4, 1, 6, 6), np.float32), ["conv1"], **flat)["conv1"].shape == (4, 3 * 36)
+    assert extract_features(c2d, np.zeros((4, 6, 6), np.float32), ["conv1"], **flat)["conv1"].shape == (4, 3 * 36)
+    assert extract_features(c2d, np.zeros((4, 6, 6), np.float32), ["conv1"])["conv1"].shape == (4, 3)
 
 
 def test_eval_mode_no_grad_and_training_flag_restored():
@@ -116,7 +121,7 @@ def test_stop_early_skips_later_layers(net):
 def test_bad_inputs(net):
     x = np.zeros((4, 12), np.float32)
     with pytest.raises(ValueError, match="pool must be one of"):
-        extract_features(net, x, ["fc1"], pool="max")
+        extract_features(net, x, ["fc1"], pool="maximum")
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         extract_features(net, x, ["fc1"], batch_size=0)
     with pytest.raises(ValueError, match=r"at least one sample.*\(0, 12\)"):
@@ -303,3 +308,145 @@ def test_ib12bit_net_shape():
         mlp(4, (3,), 2, "swish")
     with pytest.raises(ValueError, match="input_shape must be"):
         small_cnn(3, 2, 4, input_shape=[1, 8, 8])
+
+
+# ---------------------------------------------------------------------------------------------
+# feature shapes: conv maps, 1-d conv maps, transformer tokens (issue 15 item 3)
+
+
+def test_cnn_1d_auto_pools_over_length_not_channels():
+    torch.manual_seed(0)
+    c1d = small_cnn(1, 2, 3, input_shape=[1, 40])
+    x = np.random.default_rng(0).normal(size=(7, 40)).astype(np.float32)
+    log = {}
+    got = extract_features(c1d, x, ["conv1", "conv1.act", "pool", "conv2"], pool_log=log)
+    xi = torch.from_numpy(x).reshape(7, 1, 40)
+    c1 = F.relu(F.conv1d(xi, c1d.conv1.conv.weight, c1d.conv1.conv.bias, padding=1)).detach()
+    p = F.max_pool1d(c1, 2, ceil_mode=True)
+    np.testing.assert_allclose(got["conv1"], c1.mean(dim=2).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["conv1.act"], c1.mean(dim=2).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["pool"], p.mean(dim=2).numpy(), rtol=1e-5, atol=1e-6)
+    assert got["conv2"].shape == (7, 6)
+    assert log["conv1.act"] == {"pool": "avg", "layout": "channels-first", "shape": [3, 40]}
+    assert log["pool"] == {"pool": "avg", "layout": "channels-first", "shape": [3, 20]}
+
+
+def test_max_and_grid_pools_equal_torch_ops(cnn):
+    x = np.random.default_rng(4).normal(size=(9, 64)).astype(np.float32)
+    xi = torch.from_numpy(x).reshape(9, 1, 8, 8)
+    c1 = F.relu(F.conv2d(xi, cnn.conv1.conv.weight, cnn.conv1.conv.bias, padding=1)).detach()
+    mx = extract_features(cnn, x, ["conv1"], pool="max")["conv1"]
+    np.testing.assert_allclose(mx, c1.amax(dim=(2, 3)).numpy(), rtol=1e-6)
+    log = {}
+    grid = extract_features(cnn, x, ["conv1"], pool="avg2x2", pool_log=log)["conv1"]
+    want = c1.reshape(9, 4, 2, 4, 2, 4).mean(dim=(3, 5)).reshape(9, -1)  # 8x8 -> 2x2 blocks of 4x4
+    np.testing.assert_allclose(grid, want.numpy(), rtol=1e-5, atol=1e-6)
+    assert grid.shape == (9, 4 * 4) and log["conv1"]["pool"] == "avg2x2"
+
+
+class _Tokens(torch.nn.Module):
+    """A ViT-like net: conv patch embedding -> tokens (with a CLS token) -> encoder layer, plus a
+    ConvNeXt-like channels-last stage (permute, LayerNorm over C)."""
+
+    def __init__(self):
+        super().__init__()
+        self.patch = torch.nn.Conv2d(1, 8, kernel_size=2, stride=2)
+        self.embed = torch.nn.Identity()
+        self.cls = torch.nn.Parameter(torch.randn(1, 1, 8))
+        self.block = torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+        self.norm = torch.nn.LayerNorm(8)
+        self.act = torch.nn.GELU()
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        p = self.patch(x)                                     # (n, 8, 2, 2) channels first
+        cl = self.act(self.norm(p.permute(0, 2, 3, 1)))      # (n, 2, 2, 8) channels last
+        t = self.embed(p.flatten(2).transpose(1, 2))          # (n, 4, 8) tokens
+        t = torch.cat([self.cls.expand(len(x), -1, -1), t], dim=1)
+        h = self.block(t)
+        return self.head(h[:, 0] + cl.mean(dim=(1, 2)))
+
+
+def test_transformer_tokens_cls_mean_and_per_layer_pool():
+    torch.manual_seed(0)
+    net = _Tokens().eval()
+    x = np.random.default_rng(5).normal(size=(6, 1, 4, 4)).astype(np.float32)
+    xt = torch.from_numpy(x)
+    with torch.no_grad():
+        p = net.patch(xt)
+        cl = net.act(net.norm(p.permute(0, 2, 3, 1)))
+        t = p.flatten(2).transpose(1, 2)
+        h = net.block(torch.cat([net.cls.expand(6, -1, -1), t], dim=1))
+    log = {}
+    auto = extract_features(net, x, ["patch", "act", "embed", "block"], pool_log=log, batch_size=4)
+    np.testing.assert_allclose(auto["patch"], p.mean(dim=(2, 3)).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(auto["act"], cl.mean(dim=(1, 2)).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(auto["embed"], t.mean(dim=1).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(auto["block"], h.mean(dim=1).numpy(), rtol=1e-5, atol=1e-5)
+    assert log["act"]["layout"] == "channels-last" and log["act"]["shape"] == [2, 2, 8]
+    assert log["embed"] == {"pool": "mean", "layout": "channels-last", "shape": [4, 8]}
+    assert log["patch"]["layout"] == "channels-first"
+    per = extract_features(net, x, ["patch", "embed", "block"],
+                           pool={"block": "cls", "p*": "flatten"})
+    np.testing.assert_allclose(per["block"], h[:, 0].numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(per["patch"], p.reshape(6, -1).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(per["embed"], auto["embed"])  # unmatched: auto
+    for v in per.values():
+        assert v.dtype == np.float32
+
+
+def test_pool_errors_name_the_layer_and_shape(cnn):
+    x = np.zeros((3, 64), np.float32)
+    with pytest.raises(ValueError, match=r"layer 'conv1': pool 'cls'.*\(4, 8, 8\)"):
+        extract_features(cnn, x, ["conv1"], pool="cls")
+    net = _Tokens()
+    with pytest.raises(ValueError, match=r"layer 'embed': pool 'avg2x2'.*\(4, 8\)"):
+        extract_features(net, np.zeros((2, 1, 4, 4), np.float32), ["embed"], pool="avg2x2")
+    with pytest.raises(ValueError, match=r"pool is given for layer 'conv9'.*\['conv1'\]"):
+        extract_features(cnn, x, ["conv1"], pool={"conv9": "avg"})
+    with pytest.raises(ValueError, match=r"pool for layer 'conv1' must be one of"):
+        extract_features(cnn, x, ["conv1"], pool={"conv1": "avg0x2"})
+
+
+def test_mapping_outputs_and_split_inputs():
+    class Out(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 4)
+
+        def forward(self, x):
+            return {"logits": x[:, :1], "last_hidden_state": self.lin(x)}
+
+    class Wrap(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = Out()
+
+        def forward(self, x):
+            return self.inner(x)["last_hidden_state"]
+
+    torch.manual_seed(0)
+    m = Wrap()
+    x = np.random.default_rng(0).normal(size=(10, 3)).astype(np.float32)
+    want = m.inner.lin(torch.from_numpy(x)).detach().numpy()
+    from infodyn.data.splits import ArraySplit
+
+    split = ArraySplit(x, np.zeros(10, np.int64), "test")
+    got = extract_features(m, split.take([9, 0, 3]), ["inner"], batch_size=2)["inner"]
+    np.testing.assert_allclose(got, want[[9, 0, 3]], rtol=1e-6)
+
+
+def test_hugging_face_bert_cls_and_mean():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=32,
+                                  max_position_embeddings=16)
+    model = transformers.BertModel(cfg, add_pooling_layer=False).eval()
+    ids = torch.from_numpy(np.random.default_rng(0).integers(0, 30, size=(5, 7)))
+    with torch.no_grad():
+        last = model(input_ids=ids).last_hidden_state
+    cls = extract_features(model, ids, ["encoder.layer.1"], pool="cls")["encoder.layer.1"]
+    mean = extract_features(model, ids, ["encoder.layer.1"])["encoder.layer.1"]
+    np.testing.assert_allclose(cls, last[:, 0].numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(mean, last.mean(dim=1).numpy(), rtol=1e-5, atol=1e-5)
