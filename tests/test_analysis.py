@@ -100,7 +100,8 @@ def test_outputs_written_and_reread(table):
     assert list(back.columns) == COLUMNS and len(back) == len(df)
     assert np.allclose(back["value"].to_numpy(), df["value"].to_numpy())
     assert set(json.loads((out / "manifests.json").read_text())) == {"tanh-seed0", "tanh-seed1"}
-    assert len(list((out / "units").rglob("*.json"))) == 2 * 3 * 3
+    # one file per (run, checkpoint, layer, measure): 2 runs x 3 checkpoints x (2 layers x 3 + source_acc)
+    assert len(list((out / "units").rglob("*.json"))) == 2 * 3 * (2 * 3 + 1)
 
 
 def test_parquet_table_equals_the_csv_table(table):
@@ -117,17 +118,17 @@ def test_rerun_uses_the_cache_and_resumes(runs, table, monkeypatch):
     real = analysis.run_unit
 
     def counting(unit):
-        calls.append((unit.run, Path(unit.checkpoint).name, unit.layer))
+        calls.append((unit.run, Path(unit.checkpoint).name, [(j.layer, j.measure) for j in unit.jobs]))
         return real(unit)
 
     monkeypatch.setattr(analysis, "run_unit", counting)
     again = analysis.analyze(runs, measures=MEASURES, out=out, progress=False, max_samples=400)
     assert calls == []
     pd.testing.assert_frame_equal(again, df)
-    victim = sorted((out / "units").rglob("fc1.*.json"))[0]  # as if interrupted before this unit
+    victim = sorted((out / "units").rglob("fc1.kde.*.json"))[0]  # as if interrupted before this job
     victim.unlink()
     again = analysis.analyze(runs, measures=MEASURES, out=out, progress=False, max_samples=400)
-    assert len(calls) == 1 and calls[0][2] == "fc1"
+    assert len(calls) == 1 and calls[0][2] == [("fc1", "kde")]  # one checkpoint, only the missing job
     pd.testing.assert_frame_equal(again.drop(columns="seconds"), df.drop(columns="seconds"))
 
 

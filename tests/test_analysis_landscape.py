@@ -104,7 +104,7 @@ def test_rerun_uses_the_cache_and_distances_follow_reference_checkpoints(run_dir
     cols = [c for c in COLUMNS if c != "seconds"]
     assert again[cols].equals(df[cols])
     files = list((out / "units").rglob("model.*.json"))
-    assert len(files) == 3
+    assert len(files) == 3 * 6  # one per (checkpoint, landscape measure)
 
 
 def test_failed_landscape_measure_gives_error_rows_not_a_crash(run_dir, tmp_path):

@@ -290,13 +290,16 @@ def test_model_callable_that_raises_names_the_file_and_key(base_run, tmp_path):
         analysis.analyze(d, measures="binning", out=tmp_path / "o", progress=False)
 
 
-def test_missing_data_file_gives_error_rows_naming_it_and_exit_code_1(base_run, tmp_path, capsys):
+def test_missing_data_file_stops_before_any_work_with_one_message(base_run, tmp_path, capsys):
+    """A mistake that fails every checkpoint is found before the analysis starts (issue 17.9)."""
     from infodyn.cli import main
 
     d = variant(base_run, tmp_path, lambda m: m.update(data={"source": "gone.npz"}))
-    assert main(["analyze", str(d), "--out", str(tmp_path / "o"), "--measures", "binning", "--no-progress"]) == 1
+    assert main(["analyze", str(d), "--out", str(tmp_path / "o"), "--measures", "binning", "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert str(d / "gone.npz") in err and "no such file" in err
+    assert str(d / "gone.npz") in err and "no such file" in err and "data.source" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o" / "results.csv").exists()
 
 
 def test_relative_data_path_resolves_against_the_manifest_and_nothing_is_written_outside_out(

@@ -20,7 +20,7 @@ from test_analysis_landscape import record_run
 
 MEASURES = "binning,rankme,source_acc"
 N_CKPT = 6
-N_UNITS = N_CKPT * 3  # 2 layers + the head accuracy per checkpoint
+N_UNITS = N_CKPT * (2 * 2 + 1)  # cache files: 2 layers x (binning, rankme) + the head accuracy per checkpoint
 
 # The run's model sleeps in forward, so each unit lasts long enough to be killed in the middle.
 SLOW_MODEL = '''

@@ -70,14 +70,15 @@ class FeatureCache:
     def __contains__(self, parts) -> bool:
         return self.path(parts).is_file()
 
-    def get(self, parts) -> Optional[np.ndarray]:
-        """The cached array, or None when absent (or unreadable: then the entry is removed)."""
+    def get(self, parts, mmap: bool = False) -> Optional[np.ndarray]:
+        """The cached array (a read-only memory map when ``mmap``), or None when absent (or
+        unreadable: then the entry is removed)."""
         p = self.path(parts)
         if not p.is_file():
             self.misses += 1
             return None
         try:
-            arr = np.load(p, allow_pickle=False)
+            arr = np.load(p, allow_pickle=False, mmap_mode="r" if mmap else None)
         except Exception as exc:  # truncated by a disk error, or not an .npy at all
             warnings.warn(f"feature cache entry {p} is unreadable ({exc}); recomputing", stacklevel=2)
             try:
@@ -106,7 +107,8 @@ def cached_features(cache: Optional[FeatureCache], *, checkpoint, layers: Sequen
                     dataset: str, x, model, pool: str = "flatten", amp: bool = False,
                     transform: str = "none", batch_size: int = 512, device="auto",
                     data_digest: Optional[str] = None,
-                    extra: Optional[Mapping[str, Any]] = None) -> Dict[str, np.ndarray]:
+                    extra: Optional[Mapping[str, Any]] = None,
+                    mmap_bytes: Optional[int] = None) -> Dict[str, np.ndarray]:
     """Features of ``layers`` for one checkpoint, from the cache where present.
 
     Only the layers missing from the cache are extracted (in one forward pass), and each is
@@ -125,6 +127,8 @@ def cached_features(cache: Optional[FeatureCache], *, checkpoint, layers: Sequen
         pool, amp, batch_size, device: as in :func:`infodyn.runs.extract_features`.
         transform: a name for any preprocessing applied to ``x`` (part of the key).
         extra: further key parts (e.g. the model spec).
+        mmap_bytes: a layer's features larger than this are returned as a read-only memory map
+            of the cache entry instead of an in-memory array (bounded memory for large sets).
 
     Returns:
         ``{layer: float32 array (n, d)}`` in the order of ``layers``.
@@ -141,8 +145,12 @@ def cached_features(cache: Optional[FeatureCache], *, checkpoint, layers: Sequen
     base = {"checkpoint": ck, "dataset": dataset, "data": digest, "transform": transform,
             "pool": pool, "amp": bool(amp), **dict(extra or {})}
     found: Dict[str, np.ndarray] = {}
+    def big(nbytes: int) -> bool:
+        return mmap_bytes is not None and nbytes > mmap_bytes
+
     for layer in layers:
-        arr = cache.get({**base, "layer": layer})
+        p = cache.path({**base, "layer": layer})
+        arr = cache.get({**base, "layer": layer}, mmap=p.is_file() and big(p.stat().st_size))
         if arr is not None:
             found[layer] = arr
     missing = [layer for layer in layers if layer not in found]
@@ -154,6 +162,8 @@ def cached_features(cache: Optional[FeatureCache], *, checkpoint, layers: Sequen
             raise ValueError(f"cached_features needs exact module names, got {missing}; resolve "
                              f"patterns first with resolve_layers (they match {sorted(fresh)})")
         for layer in missing:
-            cache.put({**base, "layer": layer}, fresh[layer])
-            found[layer] = fresh[layer]
+            path = cache.put({**base, "layer": layer}, fresh[layer])
+            found[layer] = fresh.pop(layer)
+            if big(found[layer].nbytes):
+                found[layer] = np.load(path, mmap_mode="r")
     return {layer: found[layer] for layer in layers}

@@ -1,0 +1,329 @@
+"""Running one unit (one checkpoint): load it once, one forward pass over the data for every
+layer, then every measure of every layer; each job's rows are cached as soon as they exist.
+
+Memory: only the rows a measure needs go through the network (the seeded plane subsample when
+no transfer protocol is measured), features are float32, and a layer's features larger than
+:data:`MMAP_BYTES` are read back from the feature cache as a memory map.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from . import cache
+from . import measures as registry
+from .measures import DataInputs, LayerInputs, Result
+from .plan import Job, Unit
+
+MMAP_BYTES = 256 << 20
+
+
+class CheckpointFailed(Exception):
+    """The unit's checkpoint could not be loaded into the model."""
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+
+
+def _stamp(ref) -> Any:
+    """What changes when a file-backed data set is edited (its size and modification time)."""
+    try:
+        p = Path(str(ref))
+        if p.exists():
+            st = p.stat()
+            return (st.st_size, st.st_mtime_ns)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+@lru_cache(maxsize=8)
+def _load_cached(ref_json: str, seed: int, stamp) -> Any:
+    from infodyn.data import load
+
+    return load(json.loads(ref_json), seed=seed)
+
+
+def dataset(ref, seed: int):
+    """A data set by its manifest reference, cached per process while its file is unchanged."""
+    return _load_cached(json.dumps(ref, sort_keys=True, default=str), int(seed), _stamp(ref))
+
+
+def data_digest(ref, seed: int) -> str:
+    """A digest of the data set's content (inputs, labels and split) for cache keys."""
+    from infodyn.runs.cache import array_digest
+
+    ds = dataset(ref, seed)
+    own = getattr(ds, "digest", None)
+    if isinstance(own, str) and own:
+        return own
+    x, y = ds.all()
+    test = positions(ds)["test"]
+    return hashlib.sha256("|".join((array_digest(x), array_digest(y), array_digest(test))).encode()).hexdigest()
+
+
+def positions(ds) -> Dict[str, np.ndarray]:
+    """Row positions of each split's samples inside ``ds.all()``."""
+    sizes = [len(ds.y_train), len(ds.y_val), len(ds.y_test)]
+    idx = [ds.idx_train, ds.idx_val, ds.idx_test]
+    order = (np.arange(sum(sizes)) if any(i is None for i in idx)
+             else np.argsort(np.concatenate(idx), kind="stable"))  # as Dataset.all() orders them
+    where = np.empty_like(order)
+    where[order] = np.arange(order.size)
+    a, b = sizes[0], sizes[0] + sizes[1]
+    return {"train": where[:a], "val": where[a:b], "test": where[b:]}
+
+
+def folds(ds, seed: int) -> Tuple[List[Tuple[np.ndarray, np.ndarray]], bool]:
+    """The transfer protocol's (train, test) positions (see :mod:`.measures`) and whether they
+    are the user's own split."""
+    p = positions(ds)
+    user = bool((getattr(ds, "meta", None) or {}).get("user_split"))
+    if user or len(p["test"]) >= registry.MIN_TEST:
+        return [(np.sort(np.concatenate([p["train"], p["val"]])), np.sort(p["test"]))], user
+    from sklearn.model_selection import StratifiedKFold
+
+    _, y = ds.all()
+    counts = np.bincount(y)
+    k = int(min(registry.FOLDS, counts[counts > 0].min())) if counts.size else 0
+    if k < 2:
+        return [(np.sort(np.concatenate([p["train"], p["val"]])), np.sort(p["test"]))], False
+    skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return [(np.sort(a), np.sort(b)) for a, b in skf.split(np.zeros(len(y)), y)], False
+
+
+def subsample(n: int, cap: Optional[int], seed: int) -> np.ndarray:
+    if cap is None or n <= cap:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+
+
+# ----------------------------------------------------------------------------------------------
+# one checkpoint
+
+
+class Checkpoint:
+    """The model of one unit with its checkpoint's weights, loaded on first use, and the
+    checkpoint-scope measures (head accuracy, loss landscape)."""
+
+    def __init__(self, unit: Unit):
+        self.unit = unit
+        self._model = None
+
+    def model(self):
+        if self._model is None:
+            from infodyn.runs import apply_state, build_model, load_checkpoint
+
+            u = self.unit
+            try:
+                model = build_model(u.manifest)
+                apply_state(model, load_checkpoint(u.checkpoint, trust=u.options.get("trust", False)), u.checkpoint)
+            except Exception as exc:
+                raise CheckpointFailed(f"{Path(u.checkpoint).name}: {type(exc).__name__}: {exc}") from exc
+            self._model = model.eval()
+        return self._model
+
+    def head_accuracy(self) -> List[Result]:
+        import torch
+
+        from infodyn.estimators import resolve_device
+        from infodyn.tradeoff import SOURCE_ACC
+
+        u = self.unit
+        src = dataset(u.options["source"], u.options["seed"])
+        model = self.model()
+        dev = resolve_device(u.options.get("device", "auto"))
+        model.to(dev)
+        with torch.no_grad():
+            out = torch.cat([model(torch.as_tensor(src.x_test[i:i + 1024]).to(dev)).float().cpu()
+                             for i in range(0, len(src.x_test), 1024)])
+        if out.ndim != 2 or out.shape[1] != src.num_classes:
+            recorded = u.options.get("recorded_acc")
+            if recorded is None:
+                raise ValueError(f"model output has shape {tuple(out.shape)}, not (n, {src.num_classes}) "
+                                 "class scores, and the checkpoint records no source_acc")
+            return [Result(SOURCE_ACC, "source", recorded, None, "recorded", {}, 0)]
+        acc = float((out.argmax(1).numpy() == src.y_test).mean())
+        return [Result(SOURCE_ACC, "source", acc, None, "head", {"split": "test"}, len(src.y_test))]
+
+
+def _rows(unit: Unit, job: Job, compute: Callable[[], List[Result]]) -> List[Dict[str, Any]]:
+    """Runs ``compute()`` for one job; a failure becomes error rows naming the reason."""
+    t0 = time.perf_counter()
+    try:
+        results = compute()
+    except Exception as exc:  # one failed measure must not cost the others
+        return error_rows(unit, job, f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - t0)
+    secs = time.perf_counter() - t0
+    out = []
+    for res in results:
+        r = unit.base_row(job.layer)
+        r.update(measure=res.measure, task=res.task, value=float(res.value), method=res.method,
+                 params=json.dumps(res.params, sort_keys=True, default=str), n=int(res.n),
+                 seconds=secs / max(len(results), 1))
+        if res.ci is not None:
+            r["ci_low"], r["ci_high"] = float(res.ci[0]), float(res.ci[1])
+        if not math.isfinite(r["value"]):
+            r["error"] = f"{job.measure} gave a non-finite value on layer {job.layer}"
+            r["value"] = math.nan
+        out.append(r)
+    return out
+
+
+def error_rows(unit: Unit, job: Job, message: str, seconds: float = 0.0) -> List[Dict[str, Any]]:
+    rows = []
+    for name, task in registry.get(job.measure).rows(bool(unit.options.get("has_target"))):
+        r = unit.base_row(job.layer)
+        r.update(measure=name, task=task, error=message, method=job.measure, seconds=seconds)
+        rows.append(r)
+    return rows
+
+
+def _data_inputs(unit: Unit, ds, ref, digest: str, layers: List[str], rows: np.ndarray, ckpt: Checkpoint,
+                 fold_list, user: bool) -> Dict[str, DataInputs]:
+    """Features of ``layers`` at ``rows`` of one data set (one forward pass for all layers)."""
+    from infodyn.runs import FeatureCache, cached_features
+    from infodyn.runs.cache import array_digest
+
+    opts = unit.options
+    x_all, y_all = ds.all()
+    fc = FeatureCache(opts["cache_dir"]) if opts.get("cache_dir") else None
+
+    def extract(names):
+        return cached_features(fc, checkpoint=opts["ckpt_hash"], layers=names, dataset=str(ref),
+                               x=x_all[rows], model=ckpt.model, pool=opts["pool"],
+                               batch_size=opts.get("batch_size", 512), device=opts.get("device", "auto"),
+                               amp=bool(opts.get("amp")), data_digest=digest + array_digest(rows),
+                               extra={"model": opts["model_digest"]}, mmap_bytes=MMAP_BYTES)
+
+    feats = extract(layers)
+    return {layer: DataInputs(feats[layer], rows, y_all, fold_list, user) for layer in layers}
+
+
+def run_unit(unit: Unit) -> List[Dict[str, Any]]:
+    """Computes every job of one unit and returns their rows (caching each job's rows when none
+    failed). Runs in a worker or in-process; the caller's torch thread count is restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(unit.options.get("threads") or before))
+    try:
+        return _run(unit)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _finish(job: Job, rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    cache.save(job, rows)
+    return rows
+
+
+def _run(unit: Unit) -> List[Dict[str, Any]]:
+    opts = unit.options
+    seed = int(opts.get("seed", 0))
+    ckpt = Checkpoint(unit)
+    rows: List[Dict[str, Any]] = []
+    layer_jobs = [j for j in unit.jobs if registry.get(j.measure).scope == "layer"]
+    other_jobs = [j for j in unit.jobs if registry.get(j.measure).scope != "layer"]
+
+    if layer_jobs:
+        rows += _layer_jobs(unit, layer_jobs, ckpt, seed)
+    land = [j for j in other_jobs if j.measure != "source_acc"]
+    for job in other_jobs:
+        if job.measure == "source_acc":
+            rows += _finish(job, _with_model(unit, [job], ckpt, lambda: _rows(unit, job, ckpt.head_accuracy)))
+    if land:
+        rows += _with_model(unit, land, ckpt, lambda: _landscape(unit, land, ckpt, seed))
+    return rows
+
+
+def _with_model(unit: Unit, jobs: List[Job], ckpt: Checkpoint, fn) -> List[Dict[str, Any]]:
+    try:
+        ckpt.model()
+    except CheckpointFailed as exc:
+        return [r for j in jobs for r in error_rows(unit, j, str(exc))]
+    return fn()
+
+
+def _layer_jobs(unit: Unit, jobs: List[Job], ckpt: Checkpoint, seed: int) -> List[Dict[str, Any]]:
+    opts = unit.options
+    needs = set().union(*(registry.get(j.measure).needs for j in jobs))
+    try:
+        src = dataset(opts["source"], seed)
+        tgt = dataset(opts["target"], seed) if opts.get("has_target") and "target" in needs else None
+    except Exception as exc:
+        return [r for j in jobs for r in error_rows(unit, j, f"data: {type(exc).__name__}: {exc}")]
+    _, ys = src.all()
+    plane_pos = subsample(len(ys), opts.get("max_samples"), seed)
+    src_rows = np.arange(len(ys)) if "splits" in needs else plane_pos
+    layers = list(dict.fromkeys(j.layer for j in jobs))
+    try:
+        src_folds, src_user = folds(src, seed)
+        by_layer_src = _data_inputs(unit, src, opts["source"], opts["source_digest"], layers, src_rows, ckpt,
+                                    src_folds, src_user)
+        by_layer_tgt = {}
+        if tgt is not None:
+            _, yt = tgt.all()
+            tgt_folds, tgt_user = folds(tgt, seed)
+            by_layer_tgt = _data_inputs(unit, tgt, opts["target"], opts["target_digest"], layers,
+                                        np.arange(len(yt)), ckpt, tgt_folds, tgt_user)
+    except CheckpointFailed as exc:
+        return [r for j in jobs for r in error_rows(unit, j, str(exc))]
+    except Exception as exc:
+        msg = f"{Path(unit.checkpoint).name}: features of layer(s) {', '.join(map(repr, layers))}: {type(exc).__name__}: {exc}"
+        return [r for j in jobs for r in error_rows(unit, j, msg)]
+
+    x_src = src.all()[0]
+    rows = []
+    for job in jobs:
+        m = registry.get(job.measure)
+        inp = LayerInputs(job.layer, by_layer_src[job.layer],
+                          by_layer_tgt.get(job.layer) if "target" in m.needs else None,
+                          plane_pos, seed, opts.get("device", "auto"),
+                          registry.settings(job.measure, opts["params"]),
+                          inputs=lambda pos: x_src[pos])
+        rows += _finish(job, _rows(unit, job, lambda: m.compute(inp)))
+    return rows
+
+
+def _landscape(unit: Unit, jobs: List[Job], ckpt: Checkpoint, seed: int) -> List[Dict[str, Any]]:
+    """The landscape measures of one checkpoint (source train split) in one call, split into
+    their jobs. ``weight_distance_init`` is measured from the run's first checkpoint,
+    ``weight_distance_prev`` and ``loss_barrier`` from the previous one (none on the first)."""
+    from infodyn.landscape.measures import checkpoint_measures, measure_names
+    from infodyn.runs import load_checkpoint
+
+    opts = unit.options
+    trust = opts.get("trust", False)
+    try:
+        src = dataset(opts["source"], seed)
+        prev = load_checkpoint(opts["prev_ckpt"], trust=trust) if opts.get("prev_ckpt") else None
+        first = load_checkpoint(opts["first_ckpt"], trust=trust) if opts.get("first_ckpt") else None
+        recs = checkpoint_measures(ckpt.model(), None, prev, first, src.x_train, src.y_train,
+                                   [j.measure for j in jobs], seed=seed, device=opts.get("device", "auto"),
+                                   options=opts.get("landscape_options"))
+    except Exception as exc:  # bad options, data or reference checkpoints: every landscape row says why
+        msg = f"{Path(unit.checkpoint).name}: {type(exc).__name__}: {exc}"
+        return [r for j in jobs for r in error_rows(unit, j, msg)]
+    rows = []
+    for job in jobs:
+        mine = []
+        for rec in recs:
+            if rec.get("measure") in measure_names(job.measure):
+                r = unit.base_row(job.layer)
+                r.update(rec)
+                mine.append(r)
+        rows += _finish(job, mine)
+    return rows
+
+
+__all__ = ["run_unit", "dataset", "data_digest", "positions", "folds", "subsample", "Checkpoint", "CheckpointFailed",
+           "error_rows"]
