@@ -16,10 +16,18 @@ Each saved file is ``{'state_dict', 'epoch', 'step', 'source_acc', ...}`` (tenso
 written atomically), named ``epoch000012.pt`` (or ``step0004500.pt`` when counting steps), and
 loads with ``torch.load(weights_only=True)``. The manifest (``infodyn.yaml``) is written when the
 recorder is created; an existing different manifest is an error unless ``overwrite=True``.
+
+One folder, one run: every file carries the recorder's ``run_id``. A recorder created in a
+folder that already holds recorder checkpoints (``epoch*.pt``/``step*.pt``) refuses to start, so
+that a second run cannot replace the first one's files and leave a folder that mixes two runs;
+``resume=True`` continues the run found there (its ``run_id`` is kept, and re-saving an epoch it
+already saved is allowed); ``overwrite=True`` starts a new run there and deletes the earlier
+run's recorder files first. Otherwise a file of another run is never replaced.
 """
 from __future__ import annotations
 
 import math
+import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Union
 
@@ -65,14 +73,21 @@ class CheckpointRecorder:
         manifest: mapping with ``model``, optional ``model_kwargs``, ``data`` (a name, or
             ``{source, target}``), ``layers`` and optional ``checkpoints``; written as the run's
             manifest. None: write none.
-        overwrite: replace an existing, different manifest (otherwise ValueError).
+        overwrite: replace an existing, different manifest (otherwise ValueError), and start a
+            new run in a folder that holds an earlier run's checkpoints: those recorder files
+            (``epoch*.pt``/``step*.pt``) are deleted first, so the folder holds one run.
+        resume: continue the run whose checkpoints the folder already holds (after a crash or
+            a restart). Without it a folder holding recorder checkpoints is refused.
+
+    Attributes:
+        run_id: a random hex id stored in every file of this run (kept when resuming).
     """
 
     def __init__(self, run_dir: Union[str, Path], model, *, every: Optional[int] = None,
                  at_epochs: Optional[Iterable[int]] = None, at_steps: Optional[Iterable[int]] = None,
                  log_spaced: Optional[int] = None, total_epochs: Optional[int] = None,
                  total_steps: Optional[int] = None, manifest: Optional[Dict[str, Any]] = None,
-                 overwrite: bool = False):
+                 overwrite: bool = False, resume: bool = False):
         self.run_dir = Path(run_dir)
         self.model = model
         schedules = [s for s in (every, at_epochs, at_steps, log_spaced) if s is not None]
@@ -105,6 +120,10 @@ class CheckpointRecorder:
         self.saved: List[Path] = []
         self._done: set = set()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if resume and overwrite:
+            raise ValueError("give resume=True (continue the run in the folder) or overwrite=True "
+                             "(replace it), not both")
+        self.run_id = self._claim_folder(resume, overwrite)
         self.manifest_path: Optional[Path] = None
         if manifest is not None:
             self.manifest_path = self._write_manifest(manifest, overwrite)
@@ -174,12 +193,55 @@ class CheckpointRecorder:
                 raise ValueError(f"extra value {k!r} must be a plain scalar or string, got "
                                  f"{type(v).__name__} (it must load with weights_only=True)")
             payload[k] = v
+        payload["run_id"] = self.run_id
         width = 6 if self.unit == "epoch" else 9
         path = self.run_dir / f"{self.unit}{value:0{width}d}.pt"
+        if path.exists() and self._owner(path) != self.run_id:
+            raise ValueError(f"{path} belongs to another run (written by another "
+                             "CheckpointRecorder); not replaced. Record this run in its own folder.")
         atomic_torch_save(path, payload)
         self._done.add(value)
         self.saved.append(path)
         return path
+
+    # -- one folder, one run ---------------------------------------------------------------------
+
+    @staticmethod
+    def _owner(path: Path) -> Optional[str]:
+        """The run_id stored in a recorder file (None: unreadable, or written without one)."""
+        from infodyn.runs.load import read_meta
+
+        try:
+            return read_meta(path).get("run_id")
+        except Exception:
+            return None
+
+    def _existing(self) -> List[Path]:
+        return sorted(p for pattern in ("epoch*.pt", "step*.pt") for p in self.run_dir.glob(pattern)
+                      if p.is_file() and not p.name.startswith("."))
+
+    def _claim_folder(self, resume: bool, overwrite: bool) -> str:
+        """This run's id: a new one for an empty folder, the folder's run's when resuming."""
+        existing = self._existing()
+        if existing and overwrite:
+            for p in existing:
+                p.unlink()
+            existing = []
+        if not existing:
+            return uuid.uuid4().hex
+        if not resume:
+            shown = ", ".join(p.name for p in existing[:4]) + (
+                f", ... ({len(existing)} files)" if len(existing) > 4 else "")
+            raise ValueError(
+                f"{self.run_dir} already holds the checkpoints of a run ({shown}). A second run "
+                "recorded here would replace its files and leave a folder that mixes two runs. "
+                "Record this run in a new folder, pass resume=True to continue that run, or "
+                "overwrite=True to delete its checkpoints and start again.")
+        owners = {self._owner(p) for p in existing} - {None}
+        if len(owners) > 1:
+            raise ValueError(f"{self.run_dir} already mixes {len(owners)} runs; resume=True cannot "
+                             "tell which to continue. Record this run in a new folder.")
+        return owners.pop() if owners else uuid.uuid4().hex
 
     def _write_manifest(self, manifest: Dict[str, Any], overwrite: bool) -> Path:
         from infodyn.runs.manifest import write_manifest

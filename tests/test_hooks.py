@@ -115,7 +115,8 @@ def test_recorded_run_is_analysable_with_no_further_setup(tmp_path):
         assert torch.equal(fresh.state_dict()[k], v)
     assert meta["epoch"] == 12 and meta["step"] == 48 and math.isfinite(meta["extra"]["loss"])
     raw = torch.load(infos[-1].path, weights_only=True)
-    assert set(raw) == {"state_dict", "epoch", "step", "source_acc", "loss"}
+    assert set(raw) == {"state_dict", "epoch", "step", "source_acc", "loss", "run_id"}
+    assert raw["run_id"] == rec.run_id and len(rec.run_id) == 32
     layers = resolve_layers(fresh, m.layers)
     feats = extract_features(fresh, x, layers)
     assert [f.shape for f in feats.values()] == [(256, 6), (256, 4)]
@@ -160,3 +161,74 @@ def test_saved_tensors_are_cpu_copies(tmp_path):
     saved = torch.load(path, weights_only=True)["state_dict"]["fc1.linear.weight"]
     assert not torch.equal(saved, model.fc1.linear.weight)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_second_recorder_refuses_a_folder_holding_another_run(tmp_path):
+    """Issue 17 item 7: a second CheckpointRecorder must not replace another run's files."""
+    first = mlp(4, (3,), 2)
+    rec = CheckpointRecorder(tmp_path, first, every=1)
+    rec.step(epoch=0)
+    rec.step(epoch=1)
+    before = (tmp_path / "epoch000000.pt").read_bytes()
+    torch.manual_seed(123)
+    second = mlp(4, (3,), 2)
+    with pytest.raises(ValueError, match="already holds the checkpoints of a run.*resume=True"):
+        CheckpointRecorder(tmp_path, second, every=1)
+    assert (tmp_path / "epoch000000.pt").read_bytes() == before  # untouched
+
+    # Resuming the same run is fine: its id is kept, an epoch it saved may be saved again.
+    again = CheckpointRecorder(tmp_path, first, every=1, resume=True)
+    assert again.run_id == rec.run_id
+    again.step(epoch=1)
+    again.step(epoch=2)
+    infos = _no_mixed_warning(tmp_path)
+    assert [i.epoch for i in infos] == [0, 1, 2] and {i.run_id for i in infos} == {rec.run_id}
+
+    # A recorder of another run that reaches the folder anyway never replaces a file.
+    intruder = CheckpointRecorder(tmp_path / "elsewhere", second, every=1)
+    intruder.run_dir = tmp_path
+    with pytest.raises(ValueError, match="belongs to another run"):
+        intruder.step(epoch=0)
+    assert (tmp_path / "epoch000000.pt").read_bytes() == before
+
+    # overwrite=True replaces the whole earlier run (no leftovers from it).
+    fresh = CheckpointRecorder(tmp_path, second, every=1, overwrite=True)
+    fresh.step(epoch=0)
+    assert sorted(p.name for p in tmp_path.glob("epoch*.pt")) == ["epoch000000.pt"]
+    assert torch.load(tmp_path / "epoch000000.pt", weights_only=True)["run_id"] == fresh.run_id
+    with pytest.raises(ValueError, match="not both"):
+        CheckpointRecorder(tmp_path, second, every=1, overwrite=True, resume=True)
+
+
+def _no_mixed_warning(path):
+    from infodyn.runs import MixedRunsWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MixedRunsWarning)
+        return discover(path)
+
+
+def test_discovery_warns_when_a_folder_mixes_two_recorder_runs(tmp_path):
+    """Files of two runs that got into one folder (copied there by hand) are reported."""
+    from infodyn.runs import MixedRunsWarning
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    torch.manual_seed(0)
+    ra = CheckpointRecorder(a, mlp(4, (3,), 2), at_epochs=[0, 2])
+    ra.step(epoch=0)
+    ra.step(epoch=2)
+    torch.manual_seed(1)
+    rb = CheckpointRecorder(b, mlp(4, (3,), 2), at_epochs=[0, 1])
+    rb.step(epoch=0)
+    rb.step(epoch=1)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for p in [a / "epoch000000.pt", a / "epoch000002.pt", b / "epoch000001.pt"]:
+        (mixed / p.name).write_bytes(p.read_bytes())
+    (mixed / "run_b_epoch000000.pt").write_bytes((b / "epoch000000.pt").read_bytes())
+    with pytest.warns(MixedRunsWarning) as got:
+        infos = discover(mixed)
+    text = " ".join(str(w.message) for w in got)
+    assert "2 different CheckpointRecorder runs" in text
+    assert "different weights at the same position" in text  # two different epoch-0 files
+    assert [i.epoch for i in infos] == [0, 0, 1, 2]

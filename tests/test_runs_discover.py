@@ -72,8 +72,8 @@ def test_safetensors_header_metadata_orders(tmp_path):
 
 
 def test_duplicate_positions_warn(tmp_path):
-    _save(tmp_path / "a.pt", epoch=1)
-    _save(tmp_path / "b.pt", epoch=1)
+    torch.save({"state_dict": {"w": torch.ones(2)}, "epoch": 1}, tmp_path / "a.pt")
+    _save(tmp_path / "b.pt", epoch=1)  # other weights at the same epoch: two runs mixed
     _save(tmp_path / "c.pt", epoch=0)
     with pytest.warns(AmbiguousOrderWarning, match="share the same position.*a.pt, b.pt"):
         infos = discover(tmp_path)

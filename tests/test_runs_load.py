@@ -76,7 +76,11 @@ def test_lightning_checkpoint_with_optimizer_state(tmp_path):
     state, meta = load_checkpoint_with_meta(path)
     fresh = apply_state(mlp(6, (5,), 3), state, path)
     _assert_same_weights(fresh, model)
-    assert meta["epoch"] == 3 and meta["step"] == 120 and meta["format"] == "ckpt"
+    # Lightning's epoch=3 is the state after epoch 3: 4 completed epochs in infodyn's count
+    # (no loop counters in this hand-made file, so the end-of-epoch reading is assumed).
+    assert meta["epoch"] == 4 and meta["epoch_stored"] == 3 and meta["step"] == 120
+    assert meta["kind"] == "lightning" and "4 completed epochs" in meta["convention"]
+    assert meta["format"] == "ckpt"
 
 
 def test_nested_twice_and_compiled_submodule_keys(tmp_path):
@@ -157,12 +161,12 @@ def test_plain_pickle_file_is_refused(tmp_path):
 
 
 def test_refusal_lists_every_class_the_file_needs(tmp_path):
-    import argparse
+    import datetime
 
-    path = tmp_path / "hparams.ckpt"  # Lightning-style hyper-parameters kept as a Namespace
-    torch.save({"state_dict": mlp(6, (5,), 3).state_dict(), "hparams": argparse.Namespace(lr=0.1)},
+    path = tmp_path / "hparams.ckpt"  # a Python object beside the weights
+    torch.save({"state_dict": mlp(6, (5,), 3).state_dict(), "hparams": datetime.date(2024, 1, 2)},
                path)
-    with pytest.raises(CheckpointError, match=r"hparams.ckpt: refused.*it needs argparse.Namespace"):
+    with pytest.raises(CheckpointError, match=r"hparams.ckpt: refused.*it needs datetime.date"):
         load_checkpoint(path)
     assert set(load_checkpoint(path, trust=True)) == set(mlp(6, (5,), 3).state_dict())
 
@@ -178,11 +182,11 @@ def test_trust_loads_a_whole_pickled_module(tmp_path):
 
 
 def test_trust_learns_the_globals_of_a_legacy_file_and_names_a_missing_one(tmp_path, monkeypatch):
-    import argparse
+    import datetime
 
     model = mlp(6, (5,), 3)
     path = tmp_path / "legacy_hparams.pt"  # no archive to list the globals from: learnt one by one
-    torch.save({"state_dict": model.state_dict(), "hparams": argparse.Namespace(lr=0.1)}, path,
+    torch.save({"state_dict": model.state_dict(), "hparams": datetime.date(2024, 1, 2)}, path,
                _use_new_zipfile_serialization=False)
     with pytest.raises(CheckpointError, match="refused"):
         load_checkpoint(path)
