@@ -113,3 +113,17 @@ def test_plane_bad_input():
         information_plane(np.ones((5, 2)), np.arange(5), method="nope")
     with pytest.raises(ValueError, match="NaN or inf"):
         information_plane(np.full((5, 2), np.nan), np.arange(5), method="kde")
+
+
+def test_gaussian_plane_and_mc_kde_plane_basic_properties():
+    r = np.random.default_rng(5)
+    y = r.integers(0, 3, size=200)
+    t = np.maximum(y[:, None] * 2.0 + r.normal(size=(200, 4)), 0)
+    g = information_plane(t, y, method="gaussian", noise_var=0.5, scale="relative")
+    assert g.i_xt.nats > g.i_ty.nats > 0
+    assert g.i_xt.params["scale"] == "relative" and g.i_xt.method == "gaussian"
+    m = information_plane(t, y, method="kde", noise_var=0.5, scale="relative", bound="mc", n_mc=2)
+    up = information_plane(t, y, method="kde", noise_var=0.5, scale="relative")
+    lo = information_plane(t, y, method="kde", noise_var=0.5, scale="relative", bound="lower")
+    assert lo.i_xt.nats - 0.05 < m.i_xt.nats < up.i_xt.nats + 0.05
+    assert 0 <= m.i_ty.nats <= H(y) + 0.05

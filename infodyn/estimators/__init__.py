@@ -12,12 +12,13 @@ from __future__ import annotations
 import importlib
 import time
 from fnmatch import fnmatch
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from .base import (
     InformationPlane,
     MIEstimate,
     RawEstimate,
+    accepted_params,
     as_labels,
     as_samples,
     check_pair,
@@ -27,6 +28,7 @@ from .base import (
     register,
     register_plane,
     registry,
+    reject_unknown,
     resolve_device,
 )
 
@@ -67,7 +69,15 @@ def information_plane(t: Any, y: Any, method: str = "binning", *, x: Any = None,
 
     X is taken uniform over the n samples. For ``binning``, I(X;T) = H(binned T) and
     I(T;Y) = H(binned T) - H(binned T | Y). For ``kde``, the Kolchinsky-Tracey upper bound with
-    Gaussian noise of variance ``noise_var`` added to T. Neural methods need ``x`` (the inputs).
+    Gaussian noise of variance ``noise_var`` added to T; for ``gaussian``, the Gaussian-channel
+    bound with that noise. Neural methods need ``x`` (the inputs).
+
+    Scale: with ``scale="absolute"`` (the default of ``kde``, ``binning`` and ``gaussian``; the
+    classic settings of Saxe et al. 2018) the noise variance and bin width are in the features'
+    units, so the estimate moves with the features' overall scale (ReLU features grow during
+    training). With ``scale="relative"`` they are fractions of the layer's RMS spread at this
+    checkpoint and the plane is unchanged by any rescaling of t; ``params["scale"]`` records it.
+    Unknown parameter names raise ValueError (see :func:`parameters`).
 
     Args:
         t: layer output, (n, d).
@@ -107,8 +117,31 @@ def planes_available() -> List[str]:
     return sorted(planes())
 
 
+def parameters(method: str, *, plane: bool = False) -> List[str]:
+    """The parameter names ``method`` accepts, sorted: as an estimator of :func:`estimate_mi`, or
+    with ``plane=True`` as an :func:`information_plane` rule. Every other name is refused."""
+    _load_families()
+    if plane:
+        if method not in planes():
+            raise ValueError(f"no information-plane rule for {method!r}; available: {', '.join(sorted(planes()))}")
+        return list(accepted_params(planes()[method]))
+    return list(accepted_params(get(method).fn))
+
+
+def check_params(method: str, params: Dict[str, Any], *, plane: bool = False) -> None:
+    """Raises the ValueError of a misspelt or foreign parameter name for ``method`` without
+    computing anything (e.g. to check ``--param kde.noise_vr=...`` before a long analysis).
+
+    The message names the method, each unknown name with the closest valid names, and every valid
+    name. Only names are checked here; values are checked when the estimator runs.
+    """
+    valid = parameters(method, plane=plane)
+    reject_unknown(method, {k: v for k, v in params.items() if k not in valid}, valid,
+                   what="information plane" if plane else "estimator")
+
+
 __all__ = [
     "MIEstimate", "RawEstimate", "InformationPlane", "estimate_mi", "information_plane", "available",
-    "planes_available", "get", "register", "register_plane", "check_pair", "as_samples", "as_labels",
+    "planes_available", "parameters", "check_params", "get", "register", "register_plane", "check_pair", "as_samples", "as_labels",
     "is_discrete", "resolve_device",
 ]

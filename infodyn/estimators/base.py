@@ -17,6 +17,7 @@ adds the timing, the bootstrap interval, units and bookkeeping.
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
 import time
 from dataclasses import dataclass, field
@@ -136,6 +137,19 @@ def registry() -> Dict[str, EstimatorSpec]:
 #: names every estimator and information-plane rule accepts, used or not: ``estimate_mi(ci=...)``
 #: passes ``seed`` on to seed its resampling, and ``device`` is the library-wide device choice
 COMMON_PARAMS = ("seed", "device")
+
+
+def accepted_params(fn: Callable[..., Any]) -> Tuple[str, ...]:
+    """The parameter names an estimator or plane function takes, sorted.
+
+    ``fn.accepted_params`` when the function sets it (functions that take ``**params`` and check
+    them elsewhere, like the neural bounds), else its keyword-only parameters (minus a plane's ``x``).
+    """
+    explicit = getattr(fn, "accepted_params", None)
+    if explicit is not None:
+        return tuple(sorted(explicit))
+    sig = inspect.signature(fn)
+    return tuple(sorted(p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY and p.name != "x"))
 
 
 def reject_unknown(method: str, unknown: Dict[str, Any], accepted: Iterable[str], *, what: str = "estimator") -> None:

@@ -43,6 +43,7 @@ def _make(method: str):
         return estimate(x, y, method, **params)
 
     fn.__name__ = method
+    fn.accepted_params = tuple(DEFAULTS)  # checked by train._resolve
     fn.__doc__ = f"{_DESCRIPTIONS[method]}.\n\nParameters and defaults: infodyn.estimators.neural.DEFAULTS."
     return fn
 
@@ -57,6 +58,7 @@ def _make_plane(method: str):
             )
         return estimate(x, t, method, **params), estimate(t, y, method, **params)
 
+    plane.accepted_params = tuple(DEFAULTS)
     return plane
 
 
