@@ -1,39 +1,77 @@
-"""A self-contained HTML report: figures embedded as base64 PNG, the summary, the results table,
-the run manifests and the software versions. It opens in any browser with no server and no
-network access.
+"""A self-contained HTML report a researcher reads first: settings and versions at the top, the
+verdicts per run and layer, warnings (saturated estimates, coarse accuracies, a probe at the edge
+of its regularisation grid), the figures with captions, the full table as a download, the run
+manifests. Figures and the table are embedded (``data:`` URIs), so the file opens in any browser
+with no server, no script and no network access.
 """
 from __future__ import annotations
 
 import base64
 import html
 import json
+import math
 import platform
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+import numpy as np
 import pandas as pd
 
 from . import tradeoff as tr
 
 _PACKAGES = ("infodyn", "torch", "numpy", "scipy", "scikit-learn", "pandas", "matplotlib", "seaborn", "joblib")
 
+#: Embed the CSV in the report (a download link with a data: URI) up to this many bytes.
+EMBED_CSV_BYTES = 8_000_000
+
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
-h1{font-size:1.6em} h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;font-size:12px;margin:.5em 0} th,td{border:1px solid #ddd;padding:2px 6px;text-align:left}
-th{background:#f4f4f4;position:sticky;top:0} tr.err td{background:#fdecea}
-.scroll{max-height:480px;overflow:auto;border:1px solid #eee} pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:12px}
-figure{margin:1em 0} figcaption{font-size:13px;color:#555} img{max-width:100%}
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em;line-height:1.4}
+h1{font-size:1.6em} h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
+h3{font-size:1.05em;margin-bottom:.3em}
+table{border-collapse:collapse;font-size:12.5px;margin:.5em 0} th,td{border:1px solid #ddd;padding:3px 7px;text-align:left;vertical-align:top}
+th{background:#f4f4f4} tr.err td{background:#fdecea} td.num{text-align:right;font-variant-numeric:tabular-nums}
+pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:12px}
+figure{margin:1.2em 0} figcaption{font-size:13px;color:#444;max-width:60em} img{max-width:100%}
+nav.toc{background:#f8f8f8;border:1px solid #e4e4e4;padding:.4em 1.2em;display:inline-block}
+nav.toc ol{margin:.3em 0;padding-left:1.2em}
+.warn{background:#fff6e0;border-left:4px solid #e0a000;padding:.3em .8em;margin:.4em 0}
+.muted{color:#666;font-size:13px} .verdict{font-weight:600}
+details{margin:.3em 0} summary{cursor:pointer}
 """
 
 CAPTIONS = {
-    "information_plane": "Information plane: I(X;T) against I(T;Y) in bits per layer; colour = time, arrows point forward.",
-    "tradeoff": "Discriminability (source accuracy, solid) and transferability (target accuracy, dashed) over training; bands = 95 % interval across seeds.",
-    "compression_vs_transfer": "Compression against transfer: target accuracy against I(X;T) in bits; colour = time.",
-    "estimators": "Estimator comparison: the same information-plane quantities by each estimator, in bits.",
+    "information_plane": "Information plane: I(X;T) against I(T;Y) in bits, one panel per configuration and "
+                         "estimator, one trajectory per layer (mean over seeds); colour = time (log scale when "
+                         "checkpoints are log-spaced), arrows point forward. A red band at log2 n marks a "
+                         "saturated I(X;T): every sample is told apart at the estimator's resolution, so no "
+                         "compression can show there. Axes never zoom below 0.25 bits, so estimator noise is "
+                         "drawn flat.",
+    "tradeoff": "Discriminability (source accuracy, solid) and transferability (target accuracy, dashed) over "
+                "training, one panel per configuration and layer. Thick line: mean over seeds; band: 95 % "
+                "t interval of that mean; thin lines: single seeds (one marker each). The note under a panel "
+                "gives the test-set size when it makes an accuracy coarse.",
+    "compression_vs_transfer": "Compression against transfer: target accuracy against I(X;T) in bits, one panel "
+                               "per configuration and layer, one line per run (hollow: first checkpoint, filled: "
+                               "last). Moving left while the accuracy falls is over-compression.",
+    "estimators": "Estimator comparison: I(X;T) (upper row) and I(T;Y) (lower row) of every layer by each "
+                  "estimator, in bits; the same quantity by two estimators can disagree on the direction of "
+                  "change: a claim about compression should hold under both.",
+    "sharpness_vs_transfer": "Loss-landscape sharpness (top Hessian eigenvalue) beside the transfer accuracy of "
+                             "the same checkpoints.",
 }
+
+#: Definitions shown under the summary table.
+DEFINITIONS = ("Peak transfer: the first time the transfer accuracy is highest. I(X;T) turned down: the time of "
+               "the maximum of I(X;T) when it then falls by at least 5 % while source accuracy still rises. "
+               "Over-compression score: 0 = keeps input information beyond the labels, 1 = collapsed to the "
+               "labels (see infodyn.tradeoff). Times are means over seeds; ± is the standard deviation across "
+               "seeds, the bracket the 95 % t interval of the mean.")
+
+# params keys that describe one row's outcome rather than a setting (left out of the settings table)
+_OUTCOME_KEYS = {"distinct_t", "effective_rank", "ity_kde_nats", "ixt_kde_nats", "label_share", "rank_collapse",
+                 "within_class_collapse", "l2", "train_accuracy", "n_train", "iterations", "seconds"}
 
 
 def software_versions() -> Dict[str, str]:
@@ -55,80 +93,350 @@ def software_versions() -> Dict[str, str]:
     return out
 
 
-def _img(path: Path) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(Path(path).stem)}" src="data:image/png;base64,{data}">'
-
-
-def _table(df: pd.DataFrame, max_rows: int) -> str:
-    shown = df.head(max_rows)
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
-    body = []
-    errcol = "error" in shown.columns
-    for _, row in shown.iterrows():
-        cls = ' class="err"' if errcol and str(row["error"] or "") not in ("", "nan") else ""
-        cells = "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row.to_numpy())
-        body.append(f"<tr{cls}>{cells}</tr>")
-    more = "" if len(df) <= max_rows else f"<p>First {max_rows} of {len(df)} rows; the full table is results.csv.</p>"
-    return f'<div class="scroll"><table><tr>{head}</tr>{"".join(body)}</table></div>{more}'
+def _e(v: Any) -> str:
+    return html.escape(str(v), quote=True)
 
 
 def _fmt(v) -> str:
     if v is None:
         return ""
-    if isinstance(v, float):
-        return "" if v != v else f"{v:.5g}"
+    if isinstance(v, (float, np.floating)):
+        return "" if v != v else f"{v:.4g}"
     return str(v)
+
+
+def _html_table(rows: Sequence[Sequence[Any]], header: Sequence[str], classes: Sequence[str] = ()) -> str:
+    """Rows of already-escaped cells (strings) under an escaped header."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        cls = f' class="{classes[i]}"' if i < len(classes) and classes[i] else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _frame_table(df: pd.DataFrame) -> str:
+    return _html_table([[_e(_fmt(v)) for v in row] for row in df.itertuples(index=False)], list(df.columns))
+
+
+def _img(path: Path, name: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<img alt="{_e(name)}" src="data:image/png;base64,{data}">'
+
+
+def _params(text) -> Dict[str, Any]:
+    try:
+        out = json.loads(text) if isinstance(text, str) and text else {}
+    except ValueError:
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+def _manifest_data(manifests: Optional[Dict[str, str]]) -> Dict[str, Dict[str, Any]]:
+    """{run: parsed manifest} for the manifests that are valid YAML mappings (others skipped)."""
+    import yaml
+
+    out = {}
+    for run, text in (manifests or {}).items():
+        try:
+            m = yaml.safe_load(text)
+        except yaml.YAMLError:
+            continue
+        if isinstance(m, dict):
+            out[run] = m
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# sections
+
+
+def _settings_section(df: pd.DataFrame, manifests: Optional[Dict[str, str]], settings: Optional[Dict]) -> str:
+    parts = []
+    if settings:
+        parts.append("<h3>Analysis settings</h3>" + _html_table(
+            [[_e(k), _e(json.dumps(v, default=str) if not isinstance(v, str) else v)] for k, v in settings.items()],
+            ["setting", "value"]))
+    # runs
+    parsed = _manifest_data(manifests)
+    rows = []
+    if len(df):
+        firsts = df.drop_duplicates("run").sort_values(["config", "run"], key=lambda s: s.astype(str))
+        for _, r in firsts.iterrows():
+            m = parsed.get(r["run"], {})
+            data = m.get("data") if isinstance(m.get("data"), dict) else {}
+            seed = r.get("seed")
+            rows.append([_e(r["run"]), _e(r["config"]), _e("" if pd.isna(seed) else int(seed)),
+                         _e(data.get("source", "")), _e(data.get("target", "") or "none"),
+                         _e(m.get("model", "")), _e(", ".join(map(str, m.get("layers", []) or []))),
+                         _e(int(df.loc[df["run"] == r["run"], "checkpoint"].nunique()))])
+    parts.append("<h3>Runs</h3>" + _html_table(rows, ["run", "configuration", "seed", "source", "target", "model",
+                                                       "layers", "checkpoints"]))
+    # measures: settings that are the same for every row of (measure, task, method); samples n
+    mrows = []
+    good = df[~tr.failed_mask(df)] if len(df) else df
+    if len(good):
+        from .plots import measure_label
+
+        for (meas, task, method), g in good.groupby(["measure", "task", "method"], sort=True, dropna=False):
+            n = pd.to_numeric(g["n"], errors="coerce") if "n" in g else pd.Series(dtype=float)
+            n_text = "" if n.dropna().empty else (f"{int(n.min())}" if n.min() == n.max()
+                                                   else f"{int(n.min())}-{int(n.max())}")
+            mrows.append([_e(measure_label(str(meas), str(task))), _e(meas), _e(task), _e(method),
+                          _e(_constant_settings(g)), f'<span class="num">{_e(n_text)}</span>'])
+    parts.append("<h3>Measures</h3>" + _html_table(mrows, ["what", "measure", "task", "method",
+                                                           "estimator settings", "samples n"]))
+    parts.append('<p class="muted">Samples n is the number of samples each value was computed on (for the '
+                 "information plane and scores: the source samples after the <code>max_samples</code> cap; for "
+                 "accuracies: the test samples). MI values in the table are in nats; figures show bits.</p>")
+    return "".join(parts)
+
+
+def _constant_settings(g: pd.DataFrame) -> str:
+    """The settings in ``params`` that are the same for every row of a configuration, as text;
+    configurations with different settings are listed apart ("noise_var=0.001 (ib12bit-tanh); ...")."""
+    by_config: Dict[str, str] = {}
+    for config, cg in g.groupby("config", sort=True):
+        dicts = [_params(p) for p in cg["params"].unique()] if "params" in cg else [{}]
+        keys = set().union(*dicts) - _OUTCOME_KEYS
+        same = [k for k in sorted(keys) if len({json.dumps(d.get(k), default=str, sort_keys=True) for d in dicts}) == 1]
+        by_config[str(config)] = ", ".join(f"{k}={json.dumps(dicts[0].get(k), default=str)}" for k in same)
+    texts: Dict[str, List[str]] = {}
+    for config, text in by_config.items():
+        texts.setdefault(text, []).append(config)
+    if len(texts) <= 1:
+        return next(iter(texts), "")
+    return "; ".join(f"{text or 'defaults'} ({', '.join(cfgs)})" for text, cfgs in texts.items())
+
+
+def _has_target(df: pd.DataFrame) -> Dict[str, bool]:
+    good = tr.ok_rows(df)
+    tgt = good[good["task"] == "target"]
+    return {c: bool((tgt["config"] == c).any()) for c in good["config"].unique()}
+
+
+def _summary_section(df: pd.DataFrame) -> Tuple[str, Optional[pd.DataFrame]]:
+    """The verdict table: from ``tradeoff.verdicts`` when the library has it, else from ``onset``."""
+    fn = getattr(tr, "verdicts", None)
+    if fn is not None:
+        try:
+            v = fn(df)
+        except Exception as exc:  # the report must still render; say why the verdicts are missing
+            return f'<p class="warn">verdicts could not be computed: {_e(type(exc).__name__)}: {_e(exc)}</p>', None
+        if v is not None and len(v):
+            return _verdict_table(v), v
+    summary = tr.onset(df) if len(df) else pd.DataFrame()
+    if summary.empty:
+        return "<p>No summary: the table has no transfer, I(X;T) or score rows without errors.</p>", None
+    from .plots import measure_label
+
+    target = _has_target(df)
+    rows = []
+    unit = summary["time_label"].iloc[0]
+
+    def fmt(m, lo, hi, std, n):
+        if not np.isfinite(m):
+            return "none"
+        if n <= 1 or not np.isfinite(std):
+            return f"{m:g}"
+        return f"{m:.1f} ± {std:.1f}" + (f" [{lo:.1f}, {hi:.1f}]" if n >= 3 else "")
+
+    for _, r in summary.sort_values(["config", "layer"]).iterrows():
+        n = int(r["n_seeds"])
+        peak = (fmt(r.peak_transfer, r.peak_transfer_low, r.peak_transfer_high, r.peak_transfer_std, n)
+                if target.get(r["config"], False) else "no target task")
+        on = fmt(r.compression_onset, r.compression_onset_low, r.compression_onset_high, r.compression_onset_std,
+                 int(r.n_onset))
+        if np.isfinite(r.compression_onset) and n > 1:
+            on += f" ({int(r.n_onset)}/{n} seeds)"
+        score = "" if not np.isfinite(r.final_score) else f"{r.final_score:.2f}"
+        tname = ""
+        if target.get(r["config"]) and r["transfer"]:
+            task, _, meas = str(r["transfer"]).partition("_")
+            tname = measure_label(meas, task, unit=False)
+        rows.append([_e(r["config"]), _e(r["layer"]), _e(n), _e(tname),
+                     _e(peak), _e(on), _e(r.get("ixt_method", "")), _e(score)])
+    table = _html_table(rows, ["configuration", "layer", "seeds", "transfer measure", f"transfer peaked ({unit})",
+                               f"I(X;T) turned down ({unit})", "I(X;T) by", "final over-compression score"])
+    return table + f'<p class="muted">{_e(DEFINITIONS)}</p>', summary
+
+
+_VERDICT_COLUMNS = ["config", "layer", "protocol", "verdict", "onset", "drop", "drop_low", "drop_high",
+                    "source_change", "n_seeds", "sentence"]
+
+
+def _verdict_table(v: pd.DataFrame) -> str:
+    cols = [c for c in _VERDICT_COLUMNS if c in v.columns]
+    rows = []
+    for _, r in v.iterrows():
+        cells = []
+        for c in cols:
+            val = r[c]
+            if c == "drop" and {"drop_low", "drop_high"} <= set(v.columns) and pd.notna(val):
+                cells.append(_e(f"{_fmt(val)} [{_fmt(r['drop_low'])}, {_fmt(r['drop_high'])}]"))
+            elif c in ("drop_low", "drop_high"):
+                continue
+            elif c == "verdict":
+                cells.append(f'<span class="verdict">{_e(_fmt(val))}</span>')
+            else:
+                cells.append(_e(_fmt(val)))
+        rows.append(cells)
+    header = [{"config": "configuration", "drop": "transfer drop [95 % CI]", "source_change": "source change",
+               "n_seeds": "seeds"}.get(c, c) for c in cols if c not in ("drop_low", "drop_high")]
+    return _html_table(rows, header) + ('<p class="muted">One row per configuration, layer and transfer protocol '
+                                        "(infodyn.tradeoff.verdicts); drop: best minus final transfer accuracy, "
+                                        "with its 95 % interval across seeds.</p>")
+
+
+def table_warnings(df: pd.DataFrame, min_acc_samples: int = 300) -> List[str]:
+    """Plain-text warnings about the table: saturated I(X;T) estimates (within 1 % of log n),
+    accuracies on fewer than ``min_acc_samples`` test samples, a linear probe whose chosen L2
+    strength sits at the edge of its grid (the grid did not bracket the optimum)."""
+    from .plots import SATURATION_TOL, measure_label, saturated
+
+    out: List[str] = []
+    good = df[~tr.failed_mask(df)] if len(df) else df
+    if good.empty:
+        return out
+    good = good[np.isfinite(pd.to_numeric(good["value"], errors="coerce"))]
+    sat = saturated(good)
+    ixt = good[good["measure"] == tr.IXT]
+    items = []
+    for (config, layer, method), g in ixt.groupby(["config", "layer", "method"], sort=True):
+        s = sat.loc[g.index]
+        if s.any():
+            n = int(pd.to_numeric(g.loc[s, "n"]).max())
+            items.append(f"{config} {layer} by {method}: {int(s.sum())} of {len(g)} at {math.log2(n):.2f} bits "
+                         f"(n = {n})")
+    if items:
+        out.append(f"Saturated I(X;T), within {SATURATION_TOL:.0%} of log2 n (every sample is told apart at the "
+                   "estimator's resolution, so compression cannot show; fewer bins, a larger noise_var or more "
+                   "samples help): " + "; ".join(items) + ".")
+    acc = good[good["measure"].isin([tr.PROBE, tr.KNN, "fewshot_probe_acc", tr.SOURCE_ACC])]
+    if "n" in acc:
+        n = pd.to_numeric(acc["n"], errors="coerce")
+        small = acc[(n > 0) & (n < min_acc_samples)]
+        for config, g in small.groupby("config", sort=True):
+            k = int(pd.to_numeric(g["n"]).min())
+            names = sorted({measure_label(m, t, unit=False) for m, t in zip(g["measure"], g["task"])})
+            out.append(f"{config}: accuracies on fewer than {min_acc_samples} test samples (as few as {k}; one "
+                       f"sample = {100 / k:.2f} points, binomial 95 % half-width up to "
+                       f"±{196 * math.sqrt(0.25 / k):.1f} points): {', '.join(names)}.")
+    probe = good[good["measure"] == tr.PROBE]
+    if len(probe):
+        from .transfer.probe import DEFAULT_L2_GRID
+
+        edge: Dict[Tuple[str, str], List[int]] = {}
+        for idx, r in probe.iterrows():
+            p = _params(r.get("params", ""))
+            grid = p.get("l2_grid") or DEFAULT_L2_GRID
+            grid = [float(g) for g in np.atleast_1d(grid)]
+            if len(grid) < 2 or "l2" not in p:
+                continue
+            chosen = [float(v) for v in np.atleast_1d(p["l2"])]
+            lo, hi = min(grid), max(grid)
+            for c in chosen:
+                where = "strongest" if math.isclose(c, hi, rel_tol=1e-9) else (
+                    "weakest" if math.isclose(c, lo, rel_tol=1e-9) else None)
+                if where:
+                    edge.setdefault((r["config"], where), []).append(idx)
+                    break
+        for (config, where), idx in sorted(edge.items()):
+            sub = probe.loc[idx]
+            out.append(f"{config}: the linear probe chose the {where} L2 strength of its grid in {len(idx)} of "
+                       f"{int((probe['config'] == config).sum())} probe rows (layers "
+                       f"{', '.join(sorted(map(str, sub['layer'].unique())))}): the optimum may lie outside the "
+                       "grid; widen the probe's l2_grid.")
+    return out
+
+
+def _data_section(df: pd.DataFrame, path: Path, csv: Optional[Path]) -> str:
+    parts = []
+    if csv is not None and Path(csv).is_file():
+        import os
+
+        rel = os.path.relpath(Path(csv).resolve(), path.parent.resolve()).replace(os.sep, "/")
+        parts.append(f'<p>The full table: <a href="{_e(rel)}">{_e(rel)}</a> (beside this report).</p>')
+    body = df.to_csv(index=False).encode("utf-8")
+    if len(body) <= EMBED_CSV_BYTES:
+        uri = "data:text/csv;base64," + base64.b64encode(body).decode("ascii")
+        parts.append(f'<p><a download="results.csv" href="{uri}">Download the table embedded in this report</a> '
+                     f"(results.csv, {len(df)} rows, {len(body) / 1e3:.0f} kB).</p>")
+    else:
+        parts.append(f"<p>The table ({len(body) / 1e6:.1f} MB) is too large to embed; use the CSV file.</p>")
+    parts.append('<p class="muted">One row per run, checkpoint, layer and measure; columns: '
+                 + _e(", ".join(map(str, df.columns))) + ". MI values in nats, accuracies as fractions, every "
+                 "estimator setting in <code>params</code> (JSON), failures in <code>error</code>.</p>")
+    if len(df):
+        parts.append("<details><summary>First 10 rows</summary>" + _frame_table(df.head(10)) + "</details>")
+    return "".join(parts)
 
 
 def write_report(df: pd.DataFrame, path, figures: Optional[Dict[str, Path]] = None,
                  manifests: Optional[Dict[str, str]] = None, title: str = "infodyn analysis",
-                 max_rows: int = 3000, notes: Iterable[str] = ()) -> Path:
-    """Writes ``report.html`` (atomically) and returns its path.
+                 max_rows: int = 3000, notes: Iterable[str] = (), settings: Optional[Dict[str, Any]] = None,
+                 csv: Optional[Path] = None) -> Path:
+    """Writes the report (atomically) and returns its path.
 
     Args:
-        df: the results table.
+        df: the results table (:data:`infodyn.tradeoff.COLUMNS`).
         path: the HTML file to write.
         figures: {name: PNG path}, embedded in order (see :func:`infodyn.plots.plot_all`).
-        manifests: {run name: manifest text (YAML)} shown verbatim.
-        max_rows: rows of the results table shown inline.
-        notes: extra paragraphs (plain text), e.g. the failures.
+        manifests: {run name: manifest text (YAML)}: source, target, model and layers per run, and
+            shown verbatim at the end.
+        max_rows: kept for compatibility (the table is a download now, not an inline box).
+        notes: extra paragraphs (plain text), e.g. the demo's timing.
+        settings: analysis settings to show at the top (measures, seed, max_samples, parameters).
+        csv: the results file to link (relative to the report); default ``results.csv`` beside
+            ``path`` when it exists. The table is embedded as a download too (up to 8 MB).
     """
     from ._atomic import atomic_write_text
 
     path = Path(path)
-    summary = tr.onset(df) if len(df) else pd.DataFrame()
-    parts: List[str] = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-                        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
-                        f"<p>Written {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
-                        f"{len(df)} rows, {df['run'].nunique() if 'run' in df else 0} run(s). "
-                        "MI values in the table are in nats; figures show bits.</p>"]
-    errors = tr.failed_rows(df)
-    for note in notes:
-        parts.append(f"<p>{html.escape(note)}</p>")
+    df = tr.check_table(df) if len(df) else df
+    if csv is None and (path.parent / "results.csv").is_file():
+        csv = path.parent / "results.csv"
+    sections: List[Tuple[str, str, str]] = []  # (id, heading, html)
+    sections.append(("settings", "Settings", _settings_section(df, manifests, settings)))
+    summary_html, _ = _summary_section(df) if len(df) else ("<p>The table is empty.</p>", None)
+    sections.append(("summary", "Summary: verdicts per run and layer", summary_html))
+    warn = table_warnings(df) if len(df) else []
+    sections.append(("warnings", f"Warnings ({len(warn)})",
+                     "".join(f'<p class="warn">{_e(w)}</p>' for w in warn) or "<p>None.</p>"))
+    errors = tr.failed_rows(df) if len(df) else df
     if len(errors):
-        parts.append(f"<h2>Failures</h2><p>{len(errors)} row(s) carry an error:</p>")
-        parts.append(_table(errors[[c for c in ("run", "checkpoint", "layer", "measure", "error") if c in errors]]
-                            .drop_duplicates(), 200))
-    parts.append("<h2>Summary</h2><pre>" + html.escape(tr.format_summary(summary)) + "</pre>")
-    parts.append("<p>Peak transfer: the first time the transfer accuracy is highest. I(X;T) turned down: the time "
-                 "of the maximum of I(X;T) when it then falls by at least 5 % while source accuracy still rises. "
-                 "Over-compression score: 0 = keeps input information beyond the labels, 1 = collapsed to the labels "
-                 "(see infodyn.tradeoff).</p>")
+        cols = [c for c in ("run", "checkpoint", "layer", "measure", "error") if c in errors]
+        sections.append(("failures", f"Failures ({len(errors)} rows)",
+                         f"<p>{len(errors)} row(s) carry an error:</p>"
+                         + _html_table([[_e(_fmt(v)) for v in r] for r in errors[cols].drop_duplicates()
+                                        .head(200).itertuples(index=False)], cols,
+                                       ["err"] * 200)))
     if figures:
-        parts.append("<h2>Figures</h2>")
-        for name, p in figures.items():
-            parts.append(f"<figure>{_img(p)}<figcaption>{html.escape(CAPTIONS.get(name, name))}</figcaption></figure>")
-    parts.append("<h2>Results</h2>" + _table(df, max_rows))
+        figs = []
+        for i, (name, p) in enumerate(figures.items(), 1):
+            figs.append(f'<figure id="fig-{_e(name)}">{_img(p, name)}<figcaption><b>Figure {i}.</b> '
+                        f"{_e(CAPTIONS.get(name, name))}</figcaption></figure>")
+        sections.append(("figures", "Figures", "".join(figs)))
+    sections.append(("data", "Results table", _data_section(df, path, csv)))
     if manifests:
-        parts.append("<h2>Run manifests</h2>")
-        for run, text in manifests.items():
-            parts.append(f"<h3>{html.escape(run)}</h3><pre>{html.escape(text)}</pre>")
-    parts.append("<h2>Software</h2><pre>" + html.escape(json.dumps(software_versions(), indent=1)) + "</pre>")
-    parts.append("</body></html>")
+        sections.append(("manifests", "Run manifests", "".join(
+            f"<details><summary>{_e(run)}</summary><pre>{_e(text)}</pre></details>"
+            for run, text in manifests.items())))
+    sections.append(("software", "Software", _html_table([[_e(k), _e(v)] for k, v in software_versions().items()],
+                                                         ["package", "version"])))
+
+    n_runs = df["run"].nunique() if "run" in df else 0
+    head = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>",
+            f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>",
+            f"<p>Written {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by infodyn "
+            f"{_e(software_versions().get('infodyn', ''))}; {len(df)} rows, {n_runs} run(s).</p>"]
+    head += [f"<p>{_e(n)}</p>" for n in notes]
+    toc = "".join(f'<li><a href="#{sid}">{_e(h)}</a></li>' for sid, h, _ in sections)
+    head.append(f'<nav class="toc"><b>Contents</b><ol>{toc}</ol></nav>')
+    body = [f'<section id="{sid}"><h2>{_e(h)}</h2>{content}</section>' for sid, h, content in sections]
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, "\n".join(parts))
+    atomic_write_text(path, "\n".join(head + body + ["</body></html>"]))
     return path
 
 
-__all__ = ["write_report", "software_versions"]
+__all__ = ["write_report", "software_versions", "table_warnings", "CAPTIONS"]
