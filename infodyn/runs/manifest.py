@@ -5,18 +5,16 @@
     model: mypkg.models:make_mlp     # an importable callable that returns a torch.nn.Module
     model_kwargs: {width: 32}
     data:
-      source: digits                 # a data set name, or a .npz path relative to this file
+      source: digits                 # a data set name, or a path relative to this file
       target: "digits:5-9"           # optional: for transfer measures
     layers: [fc1, fc2]               # names from model.named_modules(); glob patterns allowed
     checkpoints: "*.pt"              # optional glob; default: every checkpoint file in the folder
 
-Checkpoints written by training libraries: ``state_prefix: net.`` loads only the keys under a
-sub-module prefix (a LightningModule whose network is ``self.net``); ``load: model`` hands each
-checkpoint (a Hugging Face ``checkpoint-N/`` folder) to the ``model`` callable, which loads it
-itself (``model: transformers:AutoModelForSequenceClassification.from_pretrained``).
-
 Optional extras: ``name`` (the run's name in result tables; default the folder's name),
-``pool`` (``flatten`` or ``avg``: how conv maps become vectors; default ``flatten``), ``seed``
+``pool`` (how layer outputs of more than 2 dimensions become vectors: ``auto`` (default: conv
+maps averaged over space, transformer tokens averaged), ``avg``, ``max``, ``avg2x2``,
+``flatten``, ``cls``, ``mean``; or a mapping ``{layer or glob: pool}``; see
+:mod:`infodyn.runs.extract`), ``seed``
 (an integer >= 0) and ``config`` (the configuration the run belongs to: runs of one ``config``
 are aggregated across seeds). Without ``seed``/``config`` both come from the run's name
 (``tanh-seed3``: seed 3 of configuration ``tanh``).
@@ -38,11 +36,9 @@ __all__ = ["MANIFEST_NAME", "RunManifest", "load_manifest", "parse_manifest", "m
            "write_manifest", "build_model", "import_callable"]
 
 MANIFEST_NAME = "infodyn.yaml"
-_TOP_KEYS = {"model", "model_kwargs", "data", "layers", "checkpoints", "name", "pool", "seed", "config",
-             "state_prefix", "load"}
-_LOADS = ("state_dict", "model")
+_TOP_KEYS = {"model", "model_kwargs", "data", "layers", "checkpoints", "name", "pool", "seed", "config"}
 _DATA_KEYS = {"source", "target"}
-_POOLS = ("flatten", "avg")
+_POOLS = ("auto", "avg", "max", "flatten", "cls", "mean")  # and "avgHxW"; see runs.extract.POOLS
 
 
 @dataclass(frozen=True)
@@ -52,40 +48,34 @@ class RunManifest:
     Attributes:
         model: ``"package.module:callable"`` returning an ``nn.Module``.
         model_kwargs: keyword arguments for that callable.
-        data_source: a data set name (``"digits"``, ``"digits:0-4"``) or an absolute .npz path
-            (relative paths in the file are resolved against the manifest's folder).
+        data_source: a data set name (``"digits"``, ``"digits:0-4"``) or an absolute path
+            (relative paths in the file are resolved against the manifest's folder), or a
+            :class:`infodyn.data.spec.DataSpec` for the mapping form (image folder, torch
+            ``Dataset`` callable, Hugging Face ``save_to_disk`` folder, transforms, the user's
+            own splits); either is what :func:`infodyn.data.load` takes.
         data_target: the same for the transfer target, or None.
         layers: layer names or glob patterns over ``model.named_modules()``.
         checkpoints: a glob relative to the run folder, or None for every checkpoint file.
         path: the manifest file.
         name: the run's name (default: the run folder's name).
-        pool: ``"flatten"`` or ``"avg"`` for conv feature maps.
+        pool: a pool name for every layer (default ``"auto"``) or a mapping of layer names /
+            globs to pool names, as :func:`infodyn.runs.extract_features` takes it.
         seed: the run's seed, or None to read it from the name.
         config: the run's configuration (the group aggregated across seeds), or None to read it
             from the name.
-        state_prefix: the sub-module prefix of the checkpoints' keys that holds the network
-            (``"net."`` for a LightningModule with ``self.net``): only those keys are loaded,
-            without the prefix. None: the whole state dict (wrapper prefixes stripped).
-        load: ``"state_dict"`` (default: infodyn loads each checkpoint's state dict into the
-            model built by ``model(**model_kwargs)``) or ``"model"`` (the ``model`` callable is
-            called as ``model(CHECKPOINT_PATH, **model_kwargs)`` and returns the model with its
-            weights, e.g. ``transformers:AutoModelForSequenceClassification.from_pretrained``
-            on a Hugging Face checkpoint folder).
     """
 
     model: str
     model_kwargs: Dict[str, Any]
-    data_source: str
-    data_target: Optional[str]
+    data_source: Any
+    data_target: Optional[Any]
     layers: List[str]
     checkpoints: Optional[str]
     path: Path
     name: str = ""
-    pool: str = "flatten"
+    pool: Any = "auto"
     seed: Optional[int] = None
     config: Optional[str] = None
-    state_prefix: Optional[str] = None
-    load: str = "state_dict"
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -134,16 +124,25 @@ def _str_list(value, path: Path, key: str) -> List[str]:
     return list(value)
 
 
-def _data_ref(value, path: Path, key: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{path}: '{key}' must be a data set name or a .npz path, got {value!r}")
-    value = value.strip()
-    if value.endswith(".npz"):
-        p = Path(value).expanduser()
-        if not p.is_absolute():
-            p = (path.parent / p).resolve()
-        return str(p)
-    return value
+def _data_ref(value, path: Path, key: str):
+    """A data entry: a name or path string (relative paths made absolute against the manifest's
+    folder) or a mapping, returned as a :class:`infodyn.data.spec.DataSpec` (see there)."""
+    from infodyn.data.spec import parse_data_spec
+
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError(f"{path}: '{key}' must be a data set name, a path or a mapping, got "
+                         f"{value!r}")
+    return parse_data_spec(value, path.parent, f"{path}: '{key}'")
+
+
+def _pool_ref(value, path: Path):
+    from infodyn.runs.extract import check_pool
+
+    try:
+        check_pool(value)
+    except ValueError as exc:  # "pool must be ..." / "pool for layer 'x' must be ..."
+        raise ValueError(f"{path}: 'pool'{str(exc)[4:]}") from None
+    return dict(value) if isinstance(value, dict) else value
 
 
 def parse_manifest(raw, path: Union[str, Path] = MANIFEST_NAME) -> RunManifest:
@@ -186,9 +185,7 @@ def parse_manifest(raw, path: Union[str, Path] = MANIFEST_NAME) -> RunManifest:
     name = raw.get("name") or path.parent.resolve().name
     if not isinstance(name, str):
         raise ValueError(f"{path}: 'name' must be a string, got {name!r}")
-    pool = raw.get("pool", "flatten")
-    if pool not in _POOLS:
-        raise ValueError(f"{path}: 'pool' must be one of {_POOLS}, got {pool!r}")
+    pool = _pool_ref(raw.get("pool", "auto"), path)
     seed = raw.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"{path}: 'seed' must be an integer >= 0, got {seed!r}")
@@ -198,35 +195,14 @@ def parse_manifest(raw, path: Union[str, Path] = MANIFEST_NAME) -> RunManifest:
     return RunManifest(model=model.strip(), model_kwargs=dict(kwargs), data_source=source,
                        data_target=target, layers=layers, checkpoints=ckpts, path=path,
                        name=name, pool=pool, seed=seed, config=None if config is None else config.strip(),
-                       state_prefix=_state_prefix(raw.get("state_prefix"), path),
-                       load=_load_mode(raw.get("load"), path), raw=dict(raw))
-
-
-def _state_prefix(value, path: Path) -> Optional[str]:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip(" ."):
-        raise ValueError(f"{path}: 'state_prefix' must be a sub-module prefix such as 'net.', "
-                         f"got {value!r}")
-    value = value.strip()
-    return value if value.endswith(".") else value + "."
-
-
-def _load_mode(value, path: Path) -> str:
-    if value is None:
-        return "state_dict"
-    if value not in _LOADS:
-        raise ValueError(f"{path}: 'load' must be one of {_LOADS} ('model': the model callable "
-                         f"receives the checkpoint path and loads it itself), got {value!r}")
-    return value
+                       raw=dict(raw))
 
 
 def manifest_dict(*, model: str, source: str, layers: Sequence[str], target: Optional[str] = None,
                   model_kwargs: Optional[Dict[str, Any]] = None,
                   checkpoints: Optional[str] = None, name: Optional[str] = None,
                   pool: Optional[str] = None, seed: Optional[int] = None,
-                  config: Optional[str] = None, state_prefix: Optional[str] = None,
-                  load: Optional[str] = None) -> Dict[str, Any]:
+                  config: Optional[str] = None) -> Dict[str, Any]:
     """The mapping written to ``infodyn.yaml`` (omitting unset optional keys)."""
     out: Dict[str, Any] = {"model": model}
     if model_kwargs:
@@ -237,16 +213,12 @@ def manifest_dict(*, model: str, source: str, layers: Sequence[str], target: Opt
         out["checkpoints"] = checkpoints
     if name:
         out["name"] = name
-    if pool and pool != "flatten":
+    if pool and pool != "auto":
         out["pool"] = pool
     if seed is not None:
         out["seed"] = seed
     if config:
         out["config"] = config
-    if state_prefix:
-        out["state_prefix"] = state_prefix
-    if load and load != "state_dict":
-        out["load"] = load
     return out
 
 
@@ -333,33 +305,21 @@ def import_callable(spec: str, *, search_dir: Optional[Path] = None, where: str 
     return obj
 
 
-def build_model(manifest: Union[RunManifest, str, Path], checkpoint: Union[str, Path, None] = None):
+def build_model(manifest: Union[RunManifest, str, Path]):
     """Build the manifest's model: import its callable and call it with ``model_kwargs``.
 
     This runs user code (the callable named in the manifest). Returns an ``nn.Module`` in eval
     mode with freshly initialised weights; load a checkpoint into it with
-    :func:`infodyn.runs.apply_state` (or use :func:`infodyn.runs.load_model`, which does both).
-
-    With the manifest's ``load: model`` the callable is called as
-    ``model(checkpoint, **model_kwargs)`` and loads the weights itself (``from_pretrained``);
-    ``checkpoint`` defaults to the run's first checkpoint (to list or check layer names).
+    :func:`infodyn.runs.apply_state`.
     """
     import torch
 
     m = manifest if isinstance(manifest, RunManifest) else load_manifest(manifest)
     fn = import_callable(m.model, search_dir=m.path.parent.resolve(), where=str(m.path))
-    args: tuple = ()
-    if getattr(m, "load", "state_dict") == "model":
-        if checkpoint is None:
-            from infodyn.runs.discover import discover
-
-            checkpoint = discover(m.run_dir, m.checkpoints, read_content=False)[0].path
-        args = (str(checkpoint),)
     try:
-        model = fn(*args, **m.model_kwargs)
+        model = fn(**m.model_kwargs)
     except TypeError as exc:
-        raise ValueError(f"{m.path}: calling {m.model}({'CHECKPOINT, ' if args else ''}"
-                         f"**{m.model_kwargs}) failed: {exc}; "
+        raise ValueError(f"{m.path}: calling {m.model}(**{m.model_kwargs}) failed: {exc}; "
                          "check model_kwargs") from None
     except Exception as exc:  # the user's callable failed: say which file and key named it
         raise ValueError(f"{m.path}: the model callable {m.model!r} (key 'model') raised "
