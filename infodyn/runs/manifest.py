@@ -10,6 +10,11 @@
     layers: [fc1, fc2]               # names from model.named_modules(); glob patterns allowed
     checkpoints: "*.pt"              # optional glob; default: every checkpoint file in the folder
 
+Checkpoints written by training libraries: ``state_prefix: net.`` loads only the keys under a
+sub-module prefix (a LightningModule whose network is ``self.net``); ``load: model`` hands each
+checkpoint (a Hugging Face ``checkpoint-N/`` folder) to the ``model`` callable, which loads it
+itself (``model: transformers:AutoModelForSequenceClassification.from_pretrained``).
+
 Optional extras: ``name`` (the run's name in result tables; default the folder's name),
 ``pool`` (how layer outputs of more than 2 dimensions become vectors: ``auto`` (default: conv
 maps averaged over space, transformer tokens averaged), ``avg``, ``max``, ``avg2x2``,
@@ -36,7 +41,9 @@ __all__ = ["MANIFEST_NAME", "RunManifest", "load_manifest", "parse_manifest", "m
            "write_manifest", "build_model", "import_callable"]
 
 MANIFEST_NAME = "infodyn.yaml"
-_TOP_KEYS = {"model", "model_kwargs", "data", "layers", "checkpoints", "name", "pool", "seed", "config"}
+_TOP_KEYS = {"model", "model_kwargs", "data", "layers", "checkpoints", "name", "pool", "seed", "config",
+             "state_prefix", "load"}
+_LOADS = ("state_dict", "model")
 _DATA_KEYS = {"source", "target"}
 _POOLS = ("auto", "avg", "max", "flatten", "cls", "mean")  # and "avgHxW"; see runs.extract.POOLS
 
@@ -63,6 +70,14 @@ class RunManifest:
         seed: the run's seed, or None to read it from the name.
         config: the run's configuration (the group aggregated across seeds), or None to read it
             from the name.
+        state_prefix: the sub-module prefix of the checkpoints' keys that holds the network
+            (``"net."`` for a LightningModule with ``self.net``): only those keys are loaded,
+            without the prefix. None: the whole state dict (wrapper prefixes stripped).
+        load: ``"state_dict"`` (default: infodyn loads each checkpoint's state dict into the
+            model built by ``model(**model_kwargs)``) or ``"model"`` (the ``model`` callable is
+            called as ``model(CHECKPOINT_PATH, **model_kwargs)`` and returns the model with its
+            weights, e.g. ``transformers:AutoModelForSequenceClassification.from_pretrained``
+            on a Hugging Face checkpoint folder).
     """
 
     model: str
@@ -76,6 +91,8 @@ class RunManifest:
     pool: Any = "auto"
     seed: Optional[int] = None
     config: Optional[str] = None
+    state_prefix: Optional[str] = None
+    load: str = "state_dict"
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -195,14 +212,35 @@ def parse_manifest(raw, path: Union[str, Path] = MANIFEST_NAME) -> RunManifest:
     return RunManifest(model=model.strip(), model_kwargs=dict(kwargs), data_source=source,
                        data_target=target, layers=layers, checkpoints=ckpts, path=path,
                        name=name, pool=pool, seed=seed, config=None if config is None else config.strip(),
-                       raw=dict(raw))
+                       state_prefix=_state_prefix(raw.get("state_prefix"), path),
+                       load=_load_mode(raw.get("load"), path), raw=dict(raw))
+
+
+def _state_prefix(value, path: Path) -> Optional[str]:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip(" ."):
+        raise ValueError(f"{path}: 'state_prefix' must be a sub-module prefix such as 'net.', "
+                         f"got {value!r}")
+    value = value.strip()
+    return value if value.endswith(".") else value + "."
+
+
+def _load_mode(value, path: Path) -> str:
+    if value is None:
+        return "state_dict"
+    if value not in _LOADS:
+        raise ValueError(f"{path}: 'load' must be one of {_LOADS} ('model': the model callable "
+                         f"receives the checkpoint path and loads it itself), got {value!r}")
+    return value
 
 
 def manifest_dict(*, model: str, source: str, layers: Sequence[str], target: Optional[str] = None,
                   model_kwargs: Optional[Dict[str, Any]] = None,
                   checkpoints: Optional[str] = None, name: Optional[str] = None,
                   pool: Optional[str] = None, seed: Optional[int] = None,
-                  config: Optional[str] = None) -> Dict[str, Any]:
+                  config: Optional[str] = None, state_prefix: Optional[str] = None,
+                  load: Optional[str] = None) -> Dict[str, Any]:
     """The mapping written to ``infodyn.yaml`` (omitting unset optional keys)."""
     out: Dict[str, Any] = {"model": model}
     if model_kwargs:
@@ -219,6 +257,10 @@ def manifest_dict(*, model: str, source: str, layers: Sequence[str], target: Opt
         out["seed"] = seed
     if config:
         out["config"] = config
+    if state_prefix:
+        out["state_prefix"] = state_prefix
+    if load and load != "state_dict":
+        out["load"] = load
     return out
 
 
@@ -305,21 +347,33 @@ def import_callable(spec: str, *, search_dir: Optional[Path] = None, where: str 
     return obj
 
 
-def build_model(manifest: Union[RunManifest, str, Path]):
+def build_model(manifest: Union[RunManifest, str, Path], checkpoint: Union[str, Path, None] = None):
     """Build the manifest's model: import its callable and call it with ``model_kwargs``.
 
     This runs user code (the callable named in the manifest). Returns an ``nn.Module`` in eval
     mode with freshly initialised weights; load a checkpoint into it with
-    :func:`infodyn.runs.apply_state`.
+    :func:`infodyn.runs.apply_state` (or use :func:`infodyn.runs.load_model`, which does both).
+
+    With the manifest's ``load: model`` the callable is called as
+    ``model(checkpoint, **model_kwargs)`` and loads the weights itself (``from_pretrained``);
+    ``checkpoint`` defaults to the run's first checkpoint (to list or check layer names).
     """
     import torch
 
     m = manifest if isinstance(manifest, RunManifest) else load_manifest(manifest)
     fn = import_callable(m.model, search_dir=m.path.parent.resolve(), where=str(m.path))
+    args: tuple = ()
+    if getattr(m, "load", "state_dict") == "model":
+        if checkpoint is None:
+            from infodyn.runs.discover import discover
+
+            checkpoint = discover(m.run_dir, m.checkpoints, read_content=False)[0].path
+        args = (str(checkpoint),)
     try:
-        model = fn(**m.model_kwargs)
+        model = fn(*args, **m.model_kwargs)
     except TypeError as exc:
-        raise ValueError(f"{m.path}: calling {m.model}(**{m.model_kwargs}) failed: {exc}; "
+        raise ValueError(f"{m.path}: calling {m.model}({'CHECKPOINT, ' if args else ''}"
+                         f"**{m.model_kwargs}) failed: {exc}; "
                          "check model_kwargs") from None
     except Exception as exc:  # the user's callable failed: say which file and key named it
         raise ValueError(f"{m.path}: the model callable {m.model!r} (key 'model') raised "
