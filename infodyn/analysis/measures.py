@@ -289,7 +289,8 @@ def _fewshot(inp: LayerInputs) -> List[Result]:
         for train, test in data.folds:
             xa, ya = data.at(train)
             xb, yb = data.at(test)
-            res = fewshot_probe(xa, ya, xb, yb, device=inp.device, seed=inp.seed, **inp.params)
+            kw = {k: v for k, v in inp.params.items() if v is not None}  # l2=None: the function's default
+            res = fewshot_probe(xa, ya, xb, yb, device=inp.device, seed=inp.seed, **kw)
             per_draw.append(np.asarray(res.per_draw, dtype=float) * len(test))
             tested += len(test)
         # draw j of every fold together scores each tested sample once
@@ -299,7 +300,8 @@ def _fewshot(inp: LayerInputs) -> List[Result]:
 
         half = float(stats.t.ppf(0.975, len(draws) - 1) * draws.std(ddof=1) / math.sqrt(len(draws))) if len(draws) > 1 else 0.0
         out.append(Result(FEWSHOT, task, mean, (mean - half, mean + half), "fewshot_probe",
-                          {**_protocol_params(data), "shots": res.shots, "draws": len(draws), "ci": "t over draws"},
+                          {**_protocol_params(data), "shots": res.shots, "draws": len(draws), "l2": res.l2,
+                           "ci": "t over draws"},
                           tested))
     return out
 
@@ -337,7 +339,8 @@ register(Measure("linear_probe", "layer", _transfer_rows(PROBE), _linear_probe,
 register(Measure("knn", "layer", _transfer_rows(KNN), _knn, defaults={"k": 20, "temperature": 0.07, "weighted": True},
                  needs=frozenset({"splits", "target"}), higher_is_better={KNN: True},
                  description="weighted k-NN on cosine similarity (Wu et al. 2018)"))
-register(Measure("fewshot_probe", "layer", _transfer_rows(FEWSHOT), _fewshot, defaults={"shots": 5, "draws": 20},
+register(Measure("fewshot_probe", "layer", _transfer_rows(FEWSHOT), _fewshot,
+                 defaults={"shots": 5, "draws": 20, "l2": None},
                  needs=frozenset({"splits", "target"}), higher_is_better={FEWSHOT: True},
                  description="fixed-strength probe on k labelled examples per class, mean over draws"))
 register(Measure("rankme", "layer", lambda has_target: [(RANKME, "source")], _rankme, defaults={},

@@ -6,13 +6,13 @@ from pathlib import Path
 
 
 def _plane_params(items):
-    """``--param kde.noise_var=0.001`` -> {"kde": {"noise_var": 0.001}}."""
+    """``--param kde.noise_var=0.001`` -> {"kde": {"noise_var": 0.001}} (any measure's parameter)."""
     from infodyn._text import parse_scalar
 
     out = {}
     for item in items or []:
         if "=" not in item or "." not in item.split("=", 1)[0]:
-            raise ValueError(f"--param expects METHOD.NAME=VALUE (e.g. kde.noise_var=0.001), got {item!r}")
+            raise ValueError(f"--param expects MEASURE.NAME=VALUE (e.g. kde.noise_var=0.001), got {item!r}")
         key, value = item.split("=", 1)
         method, name = key.split(".", 1)
         out.setdefault(method, {})[name] = parse_scalar(value)
@@ -35,16 +35,31 @@ def report_outputs(df, out: Path, runs_manifests=None):
 
 
 def run(args) -> int:
+    import errno
     import json
 
-    from infodyn.analysis import analyze, failures
+    from infodyn.analysis import AnalysisInterrupted, analyze, failures
     from infodyn.tradeoff import format_summary, onset
 
     out = Path(args.out)
-    df = analyze(args.run_dirs, measures=args.measures, out=out, jobs=args.jobs, device=args.device,
-                 seed=args.seed, max_samples=args.max_samples or None, plane_params=_plane_params(args.param),
-                 batch_size=args.batch_size, trust=args.trust_pickle, progress=not args.no_progress,
-                 scheduler=args.scheduler)
+    try:
+        df = analyze(args.run_dirs, measures=args.measures, out=out, jobs=args.jobs, device=args.device,
+                     seed=args.seed, max_samples=args.max_samples or None, params=_plane_params(args.param),
+                     batch_size=args.batch_size, trust=args.trust_pickle, progress=not args.no_progress,
+                     scheduler=args.scheduler)
+    except AnalysisInterrupted as exc:
+        print(f"\n{exc}", file=sys.stderr)
+        return 130
+    except ConnectionError as exc:
+        print(f"infodyn analyze: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # read-only or full --out: what finished is already saved
+        why = {errno.ENOSPC: "the disk is full", errno.EACCES: "permission denied",
+               errno.EROFS: "the file system is read-only", errno.EPERM: "permission denied"}.get(exc.errno, exc.strerror or str(exc))
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"infodyn analyze: error: cannot write to {out}{where}: {why}; results finished so far are kept, "
+              "run the same command to resume", file=sys.stderr)
+        return 2
     manifests = json.loads((out / "manifests.json").read_text()) if (out / "manifests.json").exists() else None
     figs, rep = report_outputs(df, out, manifests)
     print(f"\n{len(df)} rows -> {out / 'results.csv'}")
@@ -53,8 +68,9 @@ def run(args) -> int:
     bad = failures(df)
     if len(bad):
         print(f"\n{bad['checkpoint'].nunique()} checkpoint(s) failed:", file=sys.stderr)
-        for _, r in bad.iterrows():
-            print(f"  {r['run']}/{r['checkpoint']} [{r['layer']} {r['measure']}]: {r['error']}", file=sys.stderr)
+        for error, grp in bad.groupby("error", sort=False):  # each reason said once
+            where = ", ".join(f"{r}/{c}" for r, c in grp[["run", "checkpoint"]].drop_duplicates().itertuples(index=False))
+            print(f"  {where}: {error}", file=sys.stderr)
         return 1
     return 0
 
