@@ -24,6 +24,8 @@ RELATIVE = [
     ("kde", dict(noise_var=0.1, scale="relative")),
     ("kde", dict(noise_var=0.5, scale="relative", bound="lower")),
     ("kde", dict(noise_var=0.1, scale="relative", bound="mc", n_mc=2, seed=3)),
+    ("kde", dict(noise_var=0.02, scale="relative_total")),
+    ("gaussian", dict(noise_var=0.02, scale="relative_total")),
     ("binning", dict(bin_width=0.5, scale="relative")),
     ("binning", dict(bin_range=(0, 2), n_bins=4, scale="relative")),
     ("gaussian", dict(noise_var=0.1, scale="relative")),
@@ -45,7 +47,7 @@ def test_relative_plane_is_unchanged_by_feature_scale(method, params):
         p = information_plane(c * t, y, method=method, **params)
         assert p.i_xt.nats == pytest.approx(ref.i_xt.nats, abs=1e-9), (method, params, c)
         assert p.i_ty.nats == pytest.approx(ref.i_ty.nats, abs=1e-9), (method, params, c)
-        assert p.i_xt.params["scale"] == "relative"
+        assert p.i_xt.params["scale"] == params["scale"]
         # the resolved spread is recorded and scales with the features
         assert p.i_xt.params["feature_scale"] == pytest.approx(c * ref.i_xt.params["feature_scale"], rel=1e-12)
 
@@ -68,6 +70,24 @@ def test_relative_kde_is_absolute_kde_with_noise_times_mean_dimension_variance()
         assert rel.i_ty.nats == pytest.approx(ab.i_ty.nats, abs=1e-10)
         assert rel.i_xt.params["noise_var_abs"] == pytest.approx(0.2 * s2, rel=1e-12)
         assert rel.i_xt.params["noise_var"] == 0.2
+
+
+def test_relative_total_uses_total_variance_and_is_width_free():
+    t, y = relu_features(seed=3)
+    total = float(np.var(t, axis=0).sum())
+    rel = information_plane(t, y, method="kde", noise_var=0.05, scale="relative_total")
+    ab = information_plane(t, y, method="kde", noise_var=0.05 * total)
+    assert rel.i_xt.nats == pytest.approx(ab.i_xt.nats, abs=1e-10)
+    assert rel.i_xt.params["noise_var_abs"] == pytest.approx(0.05 * total, rel=1e-12)
+    # every unit copied (d -> 2d, all squared distances doubled): relative_total is unchanged,
+    # per-dimension relative noise sees twice the distances and gives more information
+    t2 = np.c_[t, t]
+    a = information_plane(t, y, method="kde", noise_var=0.05, scale="relative_total").i_xt.nats
+    b = information_plane(t2, y, method="kde", noise_var=0.05, scale="relative_total").i_xt.nats
+    assert b == pytest.approx(a, abs=1e-10)
+    a = information_plane(t, y, method="kde", noise_var=1.0, scale="relative").i_xt.nats
+    b = information_plane(t2, y, method="kde", noise_var=1.0, scale="relative").i_xt.nats
+    assert b > a + 0.3
 
 
 def test_relative_binning_is_fixed_width_in_units_of_rms_spread():

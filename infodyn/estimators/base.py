@@ -188,6 +188,29 @@ def rms_scale(a: np.ndarray) -> float:
     return s if s > 0 and math.isfinite(s) else 1.0
 
 
+#: the scale settings of the noise-based estimators (kde, the gaussian plane)
+NOISE_SCALES = ("absolute", "relative", "relative_total")
+
+
+def noise_unit(a: np.ndarray, scale: str) -> float:
+    """The length, in a's units, whose square is the unit of a noise-based estimator's ``noise_var``.
+
+    ``"absolute"``: 1 (noise_var in a's units squared). ``"relative"``: the RMS spread
+    sqrt(tr Cov(a) / d) (noise_var a fraction of the mean per-dimension variance).
+    ``"relative_total"``: sqrt(tr Cov(a)), the root of the total variance, i.e. of half the mean
+    squared distance between two samples, so that one noise_var means the same for layers of any
+    width. Dividing a by this length and reading noise_var as it is gives the estimate; the length
+    itself (not its square) is returned so that features near 1e300 do not overflow. Raises
+    ValueError naming the choices for any other ``scale``.
+    """
+    if scale not in NOISE_SCALES:
+        raise ValueError(f"scale must be one of {NOISE_SCALES} (relative: noise_var as a fraction of the features' "
+                         f"mean per-dimension variance; relative_total: of their total variance), got {scale!r}")
+    if scale == "absolute":
+        return 1.0
+    return rms_scale(a) * (math.sqrt(a.shape[1]) if scale == "relative_total" else 1.0)
+
+
 # ----------------------------------------------------------------------------------------------
 # input checks
 

@@ -25,11 +25,10 @@ from typing import Any, Dict
 
 import numpy as np
 
-from .base import COMMON_PARAMS, RawEstimate, register, register_plane, reject_unknown, rms_scale
+from .base import COMMON_PARAMS, RawEstimate, noise_unit, register, register_plane, reject_unknown
 
 GAUSSIAN_PARAMS = ("max_rho",) + COMMON_PARAMS
 GAUSSIAN_PLANE_PARAMS = ("noise_var", "scale") + COMMON_PARAMS
-SCALES = ("absolute", "relative")
 
 
 def _one_hot(codes: np.ndarray) -> np.ndarray:
@@ -104,12 +103,12 @@ def gaussian_plane(t: np.ndarray, y: np.ndarray, *, x: Any = None, noise_var: fl
         x: not needed (H(T + Z | X) = H(Z) for a deterministic layer); ignored.
         noise_var: noise variance, in t's units squared (``scale="absolute"``) or as a fraction of
             t's mean per-dimension variance tr Cov(t) / d at this call (``scale="relative"``).
-        scale: "absolute" or "relative" (invariant to the overall scale of t).
+        scale: "absolute", "relative" or "relative_total" (noise_var a fraction of the total
+            variance tr Cov(t)); both relative settings are invariant to the overall scale of t.
         seed, device: accepted for a uniform interface (deterministic, on the CPU).
     """
     reject_unknown("gaussian", unknown, GAUSSIAN_PLANE_PARAMS, what="information plane")
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    u = noise_unit(t, scale)  # checks scale
     try:
         v = float(noise_var)
     except (TypeError, ValueError):
@@ -117,10 +116,9 @@ def gaussian_plane(t: np.ndarray, y: np.ndarray, *, x: Any = None, noise_var: fl
     if not (np.isfinite(v) and v > 0):
         raise ValueError(f"noise_var must be a positive number, got {noise_var!r}")
     params: Dict[str, Any] = {"noise_var": v, "scale": scale}
-    if scale == "relative":
-        s = rms_scale(t)
-        t = t / s
-        params.update(feature_scale=s, noise_var_abs=v * s * s)
+    if scale != "absolute":
+        t = t / u
+        params.update(feature_scale=u, noise_var_abs=v * u * u)
     if y.ndim == 2:
         _, y = np.unique(y, axis=0, return_inverse=True)
         y = y.reshape(-1)

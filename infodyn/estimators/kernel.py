@@ -40,6 +40,11 @@ estimate is then unchanged when the features are multiplied by any c != 0, while
 changes of shape (clustering, collapse of directions). The mean per-dimension variance, rather than
 each coordinate's own, keeps the geometry: a per-coordinate z-score would blow dead or nearly
 constant ReLU units up to unit variance. Constant features (s = 0) keep s = 1 (any noise gives 0).
+``scale="relative_total"`` takes the total variance tr Cov = d s^2 as the unit instead (half the mean
+squared distance between two samples): the kernel exp(-||t_i - t_j||^2 / (2 noise_var tr Cov)) then
+sees distances relative to the typical distance whatever the layer's width d, so one setting suits
+layers of different widths (with "relative", a wide layer needs a proportionally larger noise_var
+not to saturate at log n).
 
 ``bound="mc"`` estimates the mixture entropy itself instead of bounding it: the sample-propagated
 estimator of Goldfeld et al. (2019, "Estimating information flow in deep neural networks"), a
@@ -60,19 +65,18 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ._blocks import DEFAULT_BLOCK_MB, log_kernel_row_sums, pairwise_sq_dists_blocks
-from .base import COMMON_PARAMS, RawEstimate, register, register_plane, reject_unknown, resolve_device, rms_scale
+from .base import (COMMON_PARAMS, NOISE_SCALES, RawEstimate, noise_unit, register, register_plane, reject_unknown,
+                   resolve_device)
 
 BOUNDS = ("upper", "lower", "mc")
-SCALES = ("absolute", "relative")
+SCALES = NOISE_SCALES
 #: the keyword parameters of the kde estimators and plane (see :func:`kde_mi`)
 KDE_PARAMS = ("noise_var", "bound", "scale", "n_mc", "memory_mb") + COMMON_PARAMS
 KDE_LOWER_PARAMS = tuple(p for p in KDE_PARAMS if p not in ("bound", "n_mc"))
 
 
 def _check_scale(scale: str) -> str:
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {SCALES} (relative: noise_var as a fraction of the features' "
-                         f"mean per-dimension variance), got {scale!r}")
+    noise_unit(np.ones((1, 1)), scale)  # raises for an unknown scale
     return scale
 
 
@@ -83,13 +87,14 @@ def _check_n_mc(n_mc: Any) -> int:
 
 
 def _rescale(a: np.ndarray, scale: str, noise_var: float, params: Dict[str, Any], suffix: str = ""):
-    """``a`` in the units the kernel works in, recording the scale in ``params``."""
+    """``a`` in the units the kernel works in (``noise_var`` then applies as it is), recording the
+    resolved unit in ``params``: ``feature_scale`` (its square root) and ``noise_var_abs``."""
     if scale == "absolute":
         return a
-    s = rms_scale(a)
-    params["feature_scale" + suffix] = s
-    params["noise_var_abs" + suffix] = float(noise_var) * s * s
-    return a / s
+    u = noise_unit(a, scale)
+    params["feature_scale" + suffix] = u
+    params["noise_var_abs" + suffix] = float(noise_var) * u * u
+    return a / u
 
 
 def _scale(noise_var: float, bound: str) -> float:
@@ -251,7 +256,7 @@ def kde_mi(x: np.ndarray, y: np.ndarray, *, noise_var: float = 0.1, bound: str =
             ``scale="relative"``.
         bound: "upper" (KL, the default), "lower" (Bhattacharyya) or "mc" (Monte Carlo estimate
             of the noisy MI itself, Goldfeld et al. 2019).
-        scale: "absolute" or "relative" (scale-invariant; see the module docstring).
+        scale: "absolute", "relative" or "relative_total" (both scale-invariant; see the module docstring).
         n_mc: noise draws per sample for ``bound="mc"``.
         seed: seeds the noise draws of ``bound="mc"`` (unused by the bounds).
         device: "auto", "cpu", "cuda", ...
