@@ -382,6 +382,8 @@ def hf_readers(root: Path, where: str, input_col: Optional[str], label_col: Opti
                                                "features") if c in cols), None)
     label_col = label_col or next((c for c in ("label", "labels", "y", "target", "fine_label")
                                    if c in cols), None)
+    if input_col is None and label_col is not None and len(cols) == 2:
+        input_col = next(c for c in cols if c != label_col)  # the one column that is not the label
     if input_col is None or label_col is None:
         raise ValueError(f"{where}: name the input and label columns ('input:' and 'label:'); the "
                          f"data set has columns {cols}")

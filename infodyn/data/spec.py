@@ -84,6 +84,12 @@ class DataSpec:
         """The mapping as written in a manifest (paths absolute)."""
         return {self.kind: self.target, **self.options}
 
+    def with_options(self, **changes) -> "DataSpec":
+        """The same source with some options changed (None removes one); checked again."""
+        opts = {**self.options, **changes}
+        opts = {k: v for k, v in opts.items() if v is not None}
+        return parse_data_spec({self.kind: self.target, **opts}, self.base_dir, str(self))
+
     def __str__(self) -> str:
         return self.target if self.kind in ("name", "path") else f"{self.kind}:{self.target}"
 
