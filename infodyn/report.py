@@ -31,7 +31,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;mar
 h1{font-size:1.6em} h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
 h3{font-size:1.05em;margin-bottom:.3em}
 table{border-collapse:collapse;font-size:12.5px;margin:.5em 0} th,td{border:1px solid #ddd;padding:3px 7px;text-align:left;vertical-align:top}
-th{background:#f4f4f4} tr.err td{background:#fdecea} td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f4f4f4} tr.err td{background:#fdecea} tr.fired td{background:#fff1e6} td.num{text-align:right;font-variant-numeric:tabular-nums}
 pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:12px}
 figure{margin:1.2em 0} figcaption{font-size:13px;color:#444;max-width:60em} img{max-width:100%}
 nav.toc{background:#f8f8f8;border:1px solid #e4e4e4;padding:.4em 1.2em;display:inline-block}
@@ -261,31 +261,48 @@ def _summary_section(df: pd.DataFrame) -> Tuple[str, Optional[pd.DataFrame]]:
     return table + f'<p class="muted">{_e(DEFINITIONS)}</p>', summary
 
 
-_VERDICT_COLUMNS = ["config", "layer", "protocol", "verdict", "onset", "drop", "drop_low", "drop_high",
-                    "source_change", "n_seeds", "sentence"]
-
-
 def _verdict_table(v: pd.DataFrame) -> str:
-    cols = [c for c in _VERDICT_COLUMNS if c in v.columns]
-    rows = []
-    for _, r in v.iterrows():
-        cells = []
-        for c in cols:
-            val = r[c]
-            if c == "drop" and {"drop_low", "drop_high"} <= set(v.columns) and pd.notna(val):
-                cells.append(_e(f"{_fmt(val)} [{_fmt(r['drop_low'])}, {_fmt(r['drop_high'])}]"))
-            elif c in ("drop_low", "drop_high"):
-                continue
-            elif c == "verdict":
-                cells.append(f'<span class="verdict">{_e(_fmt(val))}</span>')
-            else:
-                cells.append(_e(_fmt(val)))
-        rows.append(cells)
-    header = [{"config": "configuration", "drop": "transfer drop [95 % CI]", "source_change": "source change",
-               "n_seeds": "seeds"}.get(c, c) for c in cols if c not in ("drop_low", "drop_high")]
-    return _html_table(rows, header) + ('<p class="muted">One row per configuration, layer and transfer protocol '
-                                        "(infodyn.tradeoff.verdicts); drop: best minus final transfer accuracy, "
-                                        "with its 95 % interval across seeds.</p>")
+    """The verdicts of :func:`infodyn.tradeoff.verdicts`: one table, one row per configuration,
+    layer and protocol; the layers of a configuration without any transfer measure share a row."""
+    from .plots import measure_label
+
+    def num(x, fmt="{:.3f}"):
+        return "" if x is None or (isinstance(x, float) and not math.isfinite(x)) or pd.isna(x) else fmt.format(x)
+
+    cols = set(v.columns)
+    rows, classes = [], []
+    for config, g in v.groupby("config", sort=True):
+        none = g[g["verdict"] == "no transfer measure"] if "verdict" in cols else g.iloc[:0]
+        for _, r in g.drop(none.index).iterrows():
+            label = str(r.get("time_label", "") or "")
+            verdict = str(r.get("verdict", ""))
+            drop = num(r.get("drop"))
+            if drop and "drop_low" in cols:
+                drop += f" [{num(r.get('drop_low'))}, {num(r.get('drop_high'))}]"
+            src = num(r.get("source_change"), "{:+.3f}")
+            if src and pd.notna(r.get("source_noise", np.nan)):
+                src += f" (noise ±{num(r.get('source_noise'))})"
+            fired = f"{int(r['n_fired'])}/{int(r['n_seeds'])}" if {"n_fired", "n_seeds"} <= cols else ""
+            rows.append([_e(config), _e(r.get("layer", "")), _e(measure_label(str(r.get("protocol", "")),
+                                                                             str(r.get("task", "")), unit=False)),
+                         f'<span class="verdict">{_e(verdict)}</span>',
+                         _e(f"{label} {num(r.get('onset'), '{:g}')}".strip() if num(r.get("onset")) else ""),
+                         _e(drop), _e(src), _e(fired), _e(r.get("sentence", ""))])
+            classes.append("fired" if verdict == "over-compression" else "")
+        if len(none):
+            layers = ", ".join(map(str, none["layer"]))
+            rows.append([_e(config), _e(layers), "", '<span class="verdict">no transfer measure</span>', "", "", "",
+                         "", _e("no transfer measure at these layers (this configuration has no target task, or "
+                                "analyze ran without linear_probe, knn or fewshot_probe)")])
+            classes.append("")
+    header = ["configuration", "layer", "transfer protocol", "verdict", "onset", "transfer drop [95 % CI]",
+              "source accuracy change", "seeds firing alone", "in words"]
+    return (_html_table(rows, header, classes)
+            + '<p class="muted">From infodyn.tradeoff.verdicts: per configuration (seeds averaged), layer and '
+              "transfer protocol, the fall of transfer accuracy from its peak to the last checkpoint, with a 95 % "
+              "interval (sampling error of the accuracies and the spread over seeds). Over-compression: the "
+              "interval excludes 0, the fall is at least 2 points, and source accuracy rose or held; the onset is "
+              "the peak. I(X;T) and effective rank are reported as evidence, not used as the trigger.</p>")
 
 
 def table_warnings(df: pd.DataFrame, min_acc_samples: int = 300) -> List[str]:

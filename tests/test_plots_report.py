@@ -249,6 +249,7 @@ def test_report_structure(table, drawn, tmp_path):
     assert "<b>ib$12</b>" in text and "<b>ib$12</b>" not in html_text
     # no "peaked at none" for the run without a target
     assert "peaked at none" not in text and "no target task" in text
+    assert "0.020 [" in text and "0.060 [" in text  # tradeoff.verdicts: ce falls by 0.02, ctc by 0.06
     assert "ep0.pt: truncated file" in text and "model: pkg:make" in text
     assert "torch" in text and "numpy" in text
     # the table: a relative link and an embedded copy that holds every row
@@ -282,7 +283,8 @@ def test_report_uses_verdicts_when_the_library_has_them(table, tmp_path, monkeyp
     monkeypatch.setattr(tr, "verdicts", verdicts, raising=False)
     path = report.write_report(table, tmp_path / "r.html")
     doc, text = _parse(path)
-    assert "over-compresses" in text and "0.05 [0.01, 0.09]" in text and "fc1 & co: transfer fell" in text
+    assert "over-compresses" in text and "0.050 [0.010, 0.090]" in text and "fc1 & co: transfer fell" in text
+    assert "fc1 & co" not in path.read_text()  # escaped
 
 
 def test_plot_command_redraws_from_csv(table, tmp_path):
