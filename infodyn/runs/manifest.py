@@ -111,33 +111,131 @@ def _manifest_path(run_dir: Union[str, Path]) -> Path:
     raise ValueError(f"{p}: expected a run folder or its {MANIFEST_NAME}")
 
 
+# Limits on what a manifest may be: it is a few lines written by hand or by `infodyn init`.
+MAX_MANIFEST_BYTES = 1 << 20      # 1 MiB
+MAX_MANIFEST_NODES = 100_000      # YAML nodes after alias expansion (scalars, lists, mappings)
+MAX_LAYERS = 10_000               # entries of 'layers'
+MAX_ECHO = 500                    # characters of a value quoted in an error message
+
+
+def _echo(value: Any, limit: int = MAX_ECHO) -> str:
+    """A short repr of ``value`` for error messages: nested containers, long strings and huge
+    numbers are abbreviated (reprlib), and the result is cut at ``limit`` characters with "..."."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxstring, r.maxother, r.maxlong = 3, 120, 120, 60
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = r.maxfrozenset = 12
+    try:
+        text = r.repr(value)
+    except Exception:  # an int too long to print, an object whose repr fails
+        text = f"<{type(value).__name__}>"
+    return _cut(text, limit)
+
+
+def _cut(text: str, limit: int = MAX_ECHO) -> str:
+    """``text`` cut at ``limit`` characters with "..." (exception texts quoted in messages)."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _manifest_loader():
+    """A yaml.SafeLoader that counts nodes as they are composed, aliases expanded (an alias
+    counts the whole node it repeats), and stops past MAX_MANIFEST_NODES: an alias bomb is
+    refused while being read, before anything is built. A recursive alias is refused too."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def __init__(self, stream):
+            super().__init__(stream)
+            self._expanded = 0
+            self._done: Dict[int, int] = {}  # id(node) -> expanded size, for complete nodes
+
+        def _size(self, node) -> int:
+            size = self._done.get(id(node))
+            if size is None:  # an anchor still being composed: the alias sits inside it
+                raise yaml.YAMLError("a recursive alias (a node that contains itself) is not allowed")
+            return size
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                anchor = self.peek_event().anchor
+                target = self.anchors.get(anchor)
+                if target is not None:
+                    self._count(self._size(target))
+                return super().compose_node(parent, index)
+            self._count(1)
+            node = super().compose_node(parent, index)
+            if isinstance(node, yaml.SequenceNode):
+                size = 1 + sum(self._done.get(id(v), 1) for v in node.value)
+            elif isinstance(node, yaml.MappingNode):
+                size = 1 + sum(self._done.get(id(k), 1) + self._done.get(id(v), 1) for k, v in node.value)
+            else:
+                size = 1
+            self._done[id(node)] = size
+            return node
+
+        def _count(self, n: int) -> None:
+            self._expanded += n
+            if self._expanded > MAX_MANIFEST_NODES:
+                raise yaml.YAMLError(f"more than {MAX_MANIFEST_NODES:,} values once its aliases (*name) "
+                                     "are expanded; a manifest is a few lines")
+
+    return Loader
+
+
+def _read_yaml(path: Path):
+    """Parse a manifest file within the limits above; ValueError naming the file otherwise."""
+    import yaml
+
+    size = path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise ValueError(f"{path}: {size:,} bytes is too large for a run manifest "
+                         f"(limit {MAX_MANIFEST_BYTES:,} bytes); it holds a few lines")
+    with open(path, "rb") as fh:
+        data = fh.read(MAX_MANIFEST_BYTES + 1)
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ValueError(f"{path}: too large for a run manifest (limit {MAX_MANIFEST_BYTES:,} bytes)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    loader = _manifest_loader()(text)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {_cut(str(exc))}") from None
+    except (ValueError, RecursionError) as exc:  # a 5,000-digit integer; nesting deeper than Python's stack
+        what = "nested too deeply" if isinstance(exc, RecursionError) else _cut(str(exc))
+        raise ValueError(f"{path}: not a usable manifest: {what}") from None
+    finally:
+        loader.dispose()
+
+
 def load_manifest(run_dir: Union[str, Path]) -> RunManifest:
     """Read and check ``RUN_DIR/infodyn.yaml`` (or a manifest file given directly).
 
+    The file is read with a safe YAML loader within limits (MAX_MANIFEST_BYTES, and
+    MAX_MANIFEST_NODES values once aliases are expanded, so an alias bomb is refused in
+    milliseconds), and error messages quote at most MAX_ECHO characters of a value.
+
     Raises:
         FileNotFoundError: no manifest (the message says how to write one).
-        ValueError: the file is not valid YAML, has an unknown key, or a key of the wrong type;
-            the message names the file and the key.
+        ValueError: the file is not valid YAML, is too large, has an unknown key, or a key of the
+            wrong type; the message names the file and the key.
     """
-    import yaml
-
     path = _manifest_path(run_dir)
     if not path.exists():
         raise FileNotFoundError(
             f"no run manifest at {path}; write one with `infodyn init {path.parent} --model "
             f"MODULE:CALLABLE --source DATA --layers LAYER,...`")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
-    return parse_manifest(raw, path)
+    return parse_manifest(_read_yaml(path), path)
 
 
 def _str_list(value, path: Path, key: str) -> List[str]:
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
-        raise ValueError(f"{path}: '{key}' must be a list of layer names, got {value!r}")
+        raise ValueError(f"{path}: '{key}' must be a list of layer names, got {_echo(value)}")
     return list(value)
 
 
@@ -148,7 +246,7 @@ def _data_ref(value, path: Path, key: str):
 
     if value is None or (isinstance(value, str) and not value.strip()):
         raise ValueError(f"{path}: '{key}' must be a data set name, a path or a mapping, got "
-                         f"{value!r}")
+                         f"{_echo(value)}")
     return parse_data_spec(value, path.parent, f"{path}: '{key}'")
 
 
@@ -170,45 +268,54 @@ def parse_manifest(raw, path: Union[str, Path] = MANIFEST_NAME) -> RunManifest:
                          f"got {type(raw).__name__}")
     unknown = sorted(set(map(str, raw)) - _TOP_KEYS)
     if unknown:
-        raise ValueError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(_TOP_KEYS)}")
+        raise ValueError(f"{path}: unknown key(s) {_echo(unknown)}; allowed: {sorted(_TOP_KEYS)}")
     for key in ("model", "data", "layers"):
         if key not in raw or raw[key] in (None, "", []):
             raise ValueError(f"{path}: missing required key '{key}'")
     model = raw["model"]
-    if not isinstance(model, str) or not model.strip():
-        raise ValueError(f"{path}: 'model' must be 'module:callable', got {model!r}")
+    if not isinstance(model, str) or not model.strip() or len(model) > 300:
+        raise ValueError(f"{path}: 'model' must be 'module:callable', got {_echo(model)}")
     kwargs = raw.get("model_kwargs") or {}
     if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
         raise ValueError(f"{path}: 'model_kwargs' must be a mapping of names to values, "
-                         f"got {kwargs!r}")
+                         f"got {_echo(kwargs)}")
     data = raw["data"]
     if isinstance(data, str):
         data = {"source": data}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: 'data' must be a mapping with 'source' (and optional "
-                         f"'target'), got {data!r}")
+                         f"'target'), got {_echo(data)}")
     bad = sorted(set(map(str, data)) - _DATA_KEYS)
     if bad:
-        raise ValueError(f"{path}: unknown key(s) under 'data': {bad}; allowed: source, target")
+        raise ValueError(f"{path}: unknown key(s) under 'data': {_echo(bad)}; allowed: source, target")
     if "source" not in data:
         raise ValueError(f"{path}: missing required key 'data.source'")
     source = _data_ref(data["source"], path, "data.source")
     target = data.get("target")
     target = None if target is None else _data_ref(target, path, "data.target")
     layers = _str_list(raw["layers"], path, "layers")
+    if len(layers) > MAX_LAYERS:
+        raise ValueError(f"{path}: 'layers' lists {len(layers):,} names (limit {MAX_LAYERS:,}); "
+                         "use glob patterns such as 'fc*'")
     ckpts = raw.get("checkpoints")
     if ckpts is not None and (not isinstance(ckpts, str) or not ckpts.strip()):
-        raise ValueError(f"{path}: 'checkpoints' must be a glob such as '*.pt', got {ckpts!r}")
+        raise ValueError(f"{path}: 'checkpoints' must be a glob such as '*.pt', got {_echo(ckpts)}")
+    if ckpts is not None:
+        parts = ckpts.strip().replace("\\", "/").split("/")
+        if ckpts.strip().startswith(("/", "\\", "~")) or Path(ckpts.strip()).is_absolute() \
+                or (len(parts[0]) == 2 and parts[0][1] == ":") or ".." in parts:
+            raise ValueError(f"{path}: 'checkpoints' must be a glob inside the run folder (relative, "
+                             f"no '..' part), got {_echo(ckpts)}")
     name = raw.get("name") or path.parent.resolve().name
     if not isinstance(name, str):
-        raise ValueError(f"{path}: 'name' must be a string, got {name!r}")
+        raise ValueError(f"{path}: 'name' must be a string, got {_echo(name)}")
     pool = _pool_ref(raw.get("pool", "auto"), path)
     seed = raw.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"{path}: 'seed' must be an integer >= 0, got {seed!r}")
+        raise ValueError(f"{path}: 'seed' must be an integer >= 0, got {_echo(seed)}")
     config = raw.get("config")
     if config is not None and (not isinstance(config, str) or not config.strip()):
-        raise ValueError(f"{path}: 'config' must be a non-empty string, got {config!r}")
+        raise ValueError(f"{path}: 'config' must be a non-empty string, got {_echo(config)}")
     return RunManifest(model=model.strip(), model_kwargs=dict(kwargs), data_source=source,
                        data_target=target, layers=layers, checkpoints=ckpts, path=path,
                        name=name, pool=pool, seed=seed, config=None if config is None else config.strip(),
@@ -221,7 +328,7 @@ def _state_prefix(value, path: Path) -> Optional[str]:
         return None
     if not isinstance(value, str) or not value.strip(" ."):
         raise ValueError(f"{path}: 'state_prefix' must be a sub-module prefix such as 'net.', "
-                         f"got {value!r}")
+                         f"got {_echo(value)}")
     value = value.strip()
     return value if value.endswith(".") else value + "."
 
@@ -231,7 +338,7 @@ def _load_mode(value, path: Path) -> str:
         return "state_dict"
     if value not in _LOADS:
         raise ValueError(f"{path}: 'load' must be one of {_LOADS} ('model': the model callable "
-                         f"receives the checkpoint path and loads it itself), got {value!r}")
+                         f"receives the checkpoint path and loads it itself), got {_echo(value)}")
     return value
 
 
@@ -304,43 +411,255 @@ def write_manifest(run_dir: Union[str, Path], manifest: Dict[str, Any], *,
     return path
 
 
-def import_callable(spec: str, *, search_dir: Optional[Path] = None, where: str = "manifest"):
-    """Import ``"package.module:callable"`` (or ``"package.module.callable"``).
+# ---------------------------------------------------------------------------------------------
+# the model factory: which callable, from which file, and what it may be
 
-    ``search_dir`` is put first on ``sys.path`` during the import (user modules kept beside the
-    manifest). Raises ValueError naming ``where`` and ``spec`` when the import fails.
+# Modules whose callables are never model factories; most run commands, touch files, load
+# pickles or import further code. Matched against the manifest's module and against the module
+# that defines the callable (so a re-export such as ``run = subprocess.run`` is caught too).
+_DENIED_MODULES = frozenset("""
+    os posix nt posixpath ntpath subprocess _posixsubprocess sys shutil builtins __builtin__
+    importlib imp pkgutil zipimport runpy code codeop pdb bdb pickle _pickle copyreg marshal shelve
+    dbm dill cloudpickle joblib socket ssl select selectors http urllib ftplib smtplib telnetlib
+    xmlrpc webbrowser antigravity this pty tty termios fcntl resource signal ctypes _ctypes cffi
+    multiprocessing concurrent threading _thread asyncio tempfile glob pathlib io _io fileinput
+    zipfile tarfile gc inspect types functools operator platform sysconfig site distutils
+    setuptools pip venv ensurepip sched atexit
+    torch.serialization torch.hub torch.package torch.jit torch.utils.cpp_extension torch.ops
+    pandas.io.pickle infodyn.runs infodyn.cli
+""".split())
+# Callables by name (the last part) or qualified name (module.qualname of the object, or the
+# manifest's module.attribute).
+_DENIED_NAMES = frozenset("""
+    eval exec compile __import__ getattr setattr delattr open input breakpoint globals locals vars
+    system popen spawn execv execve execl
+    torch.load numpy.load pandas.read_pickle yaml.load yaml.unsafe_load yaml.full_load yaml.load_all
+    yaml.unsafe_load_all yaml.full_load_all
+""".split())
+_announced: set = set()
+
+
+def _denied_module(name: str) -> Optional[str]:
+    """The denylist entry that ``name`` (a dotted module name) falls under, or None."""
+    parts = name.split(".")
+    for i in range(1, len(parts) + 1):
+        head = ".".join(parts[:i])
+        if head in _DENIED_MODULES:
+            return head
+    return None
+
+
+def _refuse(where: str, spec: str, why: str) -> ValueError:
+    return ValueError(f"{where}: model {spec!r} refused before running it: {why}. The 'model' key must "
+                      "name a model factory: a torch.nn.Module subclass, or a Python function (or "
+                      "classmethod) that returns an nn.Module")
+
+
+def _check_spec_text(spec: str, mod_name: str, attr: str, where: str) -> None:
+    """Refusals decided from the manifest's text alone, before anything is imported."""
+    hit = _denied_module(mod_name)
+    if hit:
+        raise _refuse(where, spec, f"module {hit!r} holds no model factories (it runs commands, "
+                                   "touches files or loads code)")
+    parts = attr.split(".")
+    if any(p.startswith("__") and p.endswith("__") for p in parts):
+        raise _refuse(where, spec, "dunder attributes are not model factories")
+    if parts[-1] in _DENIED_NAMES or f"{mod_name}.{attr}" in _DENIED_NAMES:
+        raise _refuse(where, spec, f"{parts[-1]!r} is not a model factory")
+
+
+def _check_factory(obj, spec: str, where: str) -> None:
+    """Refuse ``obj`` unless it is an nn.Module subclass or a Python function / bound classmethod
+    defined outside the denied modules. Nothing is called."""
+    import inspect
+    import types
+
+    import torch
+
+    if inspect.isclass(obj):
+        if not issubclass(obj, torch.nn.Module):
+            raise _refuse(where, spec, f"it is the class {obj.__module__}.{obj.__qualname__}, which is "
+                                       "not a torch.nn.Module subclass")
+        func_module = obj.__module__ or ""
+        qual = f"{obj.__module__}.{obj.__qualname__}"
+    elif isinstance(obj, types.FunctionType):
+        func_module, qual = obj.__module__ or "", f"{obj.__module__}.{obj.__qualname__}"
+    elif inspect.ismethod(obj) and isinstance(obj.__func__, types.FunctionType) and inspect.isclass(obj.__self__):
+        func_module = obj.__func__.__module__ or ""
+        qual = f"{func_module}.{obj.__func__.__qualname__}"
+        owner = _denied_module(obj.__self__.__module__ or "")
+        if owner:
+            raise _refuse(where, spec, f"its class comes from {owner!r}")
+    else:
+        kind = ("a builtin (C) function" if isinstance(obj, (types.BuiltinFunctionType, types.BuiltinMethodType))
+                else f"a {type(obj).__name__} object")
+        raise _refuse(where, spec, f"it is {kind}, not a Python function or nn.Module class")
+    hit = _denied_module(func_module)
+    if hit:
+        raise _refuse(where, spec, f"it is defined in {hit!r} ({qual}), which holds no model factories")
+    if qual in _DENIED_NAMES or qual.rpartition(".")[2] in _DENIED_NAMES:
+        raise _refuse(where, spec, f"{qual} is not a model factory")
+
+
+def _source_file(obj) -> str:
+    import inspect
+
+    try:
+        target = obj.__func__ if inspect.ismethod(obj) else obj
+        return str(inspect.getsourcefile(target) or inspect.getfile(target))
+    except (TypeError, OSError):
+        return "<unknown file>"
+
+
+def _announce(obj, spec: str, where: str) -> str:
+    """Say which callable and which file is about to run: logged (logger ``infodyn.runs``,
+    INFO) always, and printed to stderr once per process for code outside infodyn (a run's own
+    module, any installed library). Returns the file."""
+    import logging
+
+    import infodyn
+
+    file = _source_file(obj)
+    target = getattr(obj, "__func__", obj)
+    msg = f"{where}: running model factory {spec!r} ({getattr(target, '__qualname__', spec)} in {file})"
+    logging.getLogger("infodyn.runs").info(msg)
+    own = Path(infodyn.__file__).resolve().parent
+    key = (spec, file)
+    if not _inside(Path(file), own) and key not in _announced:
+        _announced.add(key)
+        print(f"infodyn: {msg}", file=sys.stderr, flush=True)
+    return file
+
+
+def _inside(p: Path, root: Path) -> bool:
+    try:
+        return p.resolve().is_relative_to(root)
+    except (OSError, ValueError):
+        return False
+
+
+def _local_module(search_dir: Path, top: str) -> Optional[Path]:
+    """``SEARCH_DIR/top.py`` or the package ``SEARCH_DIR/top/`` (with ``__init__.py``), if present."""
+    f = search_dir / f"{top}.py"
+    if f.is_file():
+        return f
+    d = search_dir / top / "__init__.py"
+    return d.parent if d.is_file() else None
+
+
+def _installed_origin(top: str, search_dir: Optional[Path]) -> Optional[str]:
+    """Where ``top`` is importable from without the run folder (None: it is not).
+
+    A hit inside the run folder itself (the working directory on ``sys.path``) does not count.
+    Finding a top-level module's spec imports nothing.
     """
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if found is None:
+        return None
+    locs = [p for p in list(found.submodule_search_locations or []) + [found.origin]
+            if p and p not in ("built-in", "frozen")]
+    if search_dir is not None and locs and all(_inside(Path(p), search_dir.resolve()) for p in locs):
+        return None
+    return found.origin or (locs[0] if locs else "<namespace package>")
+
+
+def _run_package(search_dir: Path) -> str:
+    """A private package name for the run folder, ``infodyn_run_<hash>``, registered in sys.modules.
+
+    The hash covers the folder's resolved path and the content of its ``.py`` files (and those of
+    its packages, up to 2,000 files / 64 MB; beyond that their sizes and mtimes), so an edited
+    models.py is imported afresh and two runs with a ``models.py`` each never share one.
+    """
+    import hashlib
+    import itertools
+    import types
+
+    root = search_dir.resolve()
+    h = hashlib.sha256(str(root).encode("utf-8", "surrogateescape"))
+    budget = 64 << 20
+    files = itertools.islice(itertools.chain(sorted(root.glob("*.py")), sorted(root.glob("*/**/*.py"))), 2000)
+    for f in files:
+        try:
+            st = f.stat()
+            h.update(str(f.relative_to(root)).encode("utf-8", "surrogateescape"))
+            if st.st_size <= budget:
+                budget -= st.st_size
+                h.update(f.read_bytes())
+            else:
+                h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+        except OSError:
+            continue
+    name = f"infodyn_run_{h.hexdigest()[:16]}"
+    if name not in sys.modules:
+        pkg = types.ModuleType(name, f"infodyn: the run folder {root} (its own modules)")
+        pkg.__path__ = [str(root)]
+        pkg.__package__ = name
+        sys.modules[name] = pkg
+    return name
+
+
+def import_callable(spec: str, *, search_dir: Optional[Path] = None, where: str = "manifest"):
+    """Import ``"package.module:callable"`` (or ``"package.module.callable"``) safely.
+
+    Precedence, when the manifest's folder is ``search_dir``:
+
+    * a module that is importable normally (installed, or infodyn itself) is imported normally;
+      **installed wins**: a file or package of the same name in the run folder is ignored with a
+      warning (a folder cannot shadow a library);
+    * otherwise ``SEARCH_DIR/<top>.py`` (or the package ``SEARCH_DIR/<top>/``) is imported from its
+      file under a private name, ``infodyn_run_<hash>.<module>``: nothing of the run folder is
+      put on ``sys.path``, no entry of ``sys.modules`` is replaced, and two runs with a
+      ``models.py`` each get their own. Such a module imports its siblings relatively
+      (``from .helpers import x``); no ``__pycache__`` is written into the run folder.
+
+    Before anything is imported, modules that hold no model factories (``os``, ``subprocess``,
+    ``sys``, ``shutil``, ``builtins``, ``importlib``, ``pickle``, ``socket``, ``pty``, ...) and
+    names such as ``eval``/``exec``/``system`` are refused. Raises ValueError naming ``where`` and
+    ``spec`` when the spec is refused or the import fails. (Whether the object is a model factory
+    is checked by :func:`build_model`, before calling it.)
+    """
+    import warnings
+
     if ":" in spec:
         mod_name, _, attr = spec.partition(":")
     else:
         mod_name, _, attr = spec.rpartition(".")
-    if not mod_name or not attr:
+    mod_name, attr = mod_name.strip(), attr.strip()
+    if not mod_name or not attr or not all(p.isidentifier() for p in mod_name.split(".") + attr.split(".")):
         raise ValueError(f"{where}: model {spec!r} must look like 'package.module:callable'")
-    if search_dir is not None and "." not in mod_name:
-        local = Path(search_dir) / f"{mod_name}.py"
-        cached = sys.modules.get(mod_name)
-        if (cached is not None and local.is_file()
-                and Path(getattr(cached, "__file__", None) or "").resolve() != local.resolve()):
-            # another run's module of the same name (both keep a models.py): import this run's own
-            del sys.modules[mod_name]
-    added = False
-    if search_dir is not None and str(search_dir) not in sys.path:
-        sys.path.insert(0, str(search_dir))
-        added = True
+    _check_spec_text(spec, mod_name, attr, where)
+    top = mod_name.partition(".")[0]
+    folder = Path(search_dir) if search_dir is not None else None
+    local = _local_module(folder, top) if folder is not None else None
+    origin = _installed_origin(top, folder)
+    if origin is not None or local is None:
+        if local is not None:
+            warnings.warn(f"{where}: model {spec!r}: {top!r} is installed ({origin}); the run folder's "
+                          f"{local} is ignored (installed modules win; rename the folder's file to use it)",
+                          UserWarning, stacklevel=3)
+        full = mod_name
+    else:
+        full = f"{_run_package(folder)}.{mod_name}"
+    before = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True  # no __pycache__ written into the user's run folder
     try:
-        module = importlib.import_module(mod_name)
+        module = importlib.import_module(full)
     except ImportError as exc:
-        raise ValueError(f"{where}: cannot import module {mod_name!r} for model {spec!r}: {exc}") from None
+        hint = (f"; it is not installed and there is no {top}.py beside the manifest"
+                if local is None and origin is None else "")
+        raise ValueError(f"{where}: cannot import module {mod_name!r} for model {spec!r}: {_cut(str(exc))}{hint}") from None
     finally:
-        if added:
-            try:
-                sys.path.remove(str(search_dir))
-            except ValueError:
-                pass
+        sys.dont_write_bytecode = before
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ValueError(f"{where}: module {mod_name!r} has no attribute {attr!r} (model {spec!r})")
+            ignored = f" (the run folder's {local} was ignored: {top!r} is installed)" if origin and local else ""
+            raise ValueError(f"{where}: module {mod_name!r} has no attribute {attr!r} (model {spec!r}){ignored}")
         obj = getattr(obj, part)
     if not callable(obj):
         raise ValueError(f"{where}: {spec!r} is not callable")
@@ -350,8 +669,13 @@ def import_callable(spec: str, *, search_dir: Optional[Path] = None, where: str 
 def build_model(manifest: Union[RunManifest, str, Path], checkpoint: Union[str, Path, None] = None):
     """Build the manifest's model: import its callable and call it with ``model_kwargs``.
 
-    This runs user code (the callable named in the manifest). Returns an ``nn.Module`` in eval
-    mode with freshly initialised weights; load a checkpoint into it with
+    This runs user code (the callable named in the manifest). Before calling it, the callable is
+    checked to be a model factory: an ``nn.Module`` subclass, or a Python function or bound
+    classmethod, not defined in a module that runs commands, touches files or loads code
+    (``os``, ``subprocess``, ``sys``, ``shutil``, ``builtins``, ``importlib``, ``pickle``,
+    ``torch.load``, ...; builtins such as ``eval`` are C functions and refused as such); which
+    callable and file will run is logged (and printed to stderr once per process for code
+    outside infodyn). Returns an ``nn.Module`` in eval mode with freshly initialised weights; load a checkpoint into it with
     :func:`infodyn.runs.apply_state` (or use :func:`infodyn.runs.load_model`, which does both).
 
     With the manifest's ``load: model`` the callable is called as
@@ -362,6 +686,8 @@ def build_model(manifest: Union[RunManifest, str, Path], checkpoint: Union[str, 
 
     m = manifest if isinstance(manifest, RunManifest) else load_manifest(manifest)
     fn = import_callable(m.model, search_dir=m.path.parent.resolve(), where=str(m.path))
+    _check_factory(fn, m.model, str(m.path))  # before calling it: no builtins, os, subprocess, ...
+    _announce(fn, m.model, str(m.path))
     args: tuple = ()
     if getattr(m, "load", "state_dict") == "model":
         if checkpoint is None:
@@ -373,11 +699,11 @@ def build_model(manifest: Union[RunManifest, str, Path], checkpoint: Union[str, 
         model = fn(*args, **m.model_kwargs)
     except TypeError as exc:
         raise ValueError(f"{m.path}: calling {m.model}({'CHECKPOINT, ' if args else ''}"
-                         f"**{m.model_kwargs}) failed: {exc}; "
+                         f"**{_echo(m.model_kwargs)}) failed: {_cut(str(exc))}; "
                          "check model_kwargs") from None
     except Exception as exc:  # the user's callable failed: say which file and key named it
         raise ValueError(f"{m.path}: the model callable {m.model!r} (key 'model') raised "
-                         f"{type(exc).__name__}: {exc}") from exc
+                         f"{type(exc).__name__}: {_cut(str(exc))}") from exc
     if not isinstance(model, torch.nn.Module):
         raise ValueError(f"{m.path}: {m.model} returned a {type(model).__name__}, "
                          "not a torch.nn.Module")
