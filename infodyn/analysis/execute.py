@@ -36,8 +36,8 @@ class CheckpointFailed(Exception):
 def _stamp(ref) -> Any:
     """What changes when a file-backed data set is edited (its size and modification time)."""
     try:
-        p = Path(str(ref))
-        if p.exists():
+        p = Path(getattr(ref, "target", ref)) if isinstance(getattr(ref, "target", ref), str) else None
+        if p is not None and p.exists():
             st = p.stat()
             return (st.st_size, st.st_mtime_ns)
     except (OSError, ValueError):
@@ -46,52 +46,85 @@ def _stamp(ref) -> Any:
 
 
 @lru_cache(maxsize=8)
-def _load_cached(ref_json: str, seed: int, stamp) -> Any:
+def _load_cached(ref, seed: int, stamp) -> Any:
     from infodyn.data import load
 
-    return load(json.loads(ref_json), seed=seed)
+    return load(ref, seed=seed)
 
 
 def dataset(ref, seed: int):
-    """A data set by its manifest reference, cached per process while its file is unchanged."""
-    return _load_cached(json.dumps(ref, sort_keys=True, default=str), int(seed), _stamp(ref))
+    """A data set by its manifest reference (a name, a path or a DataSpec), cached per process
+    while its file is unchanged."""
+    return _load_cached(ref, int(seed), _stamp(ref))
 
 
 def data_digest(ref, seed: int) -> str:
-    """A digest of the data set's content (inputs, labels and split) for cache keys."""
+    """A digest of the data set's content (inputs after any transform, labels, split)."""
     from infodyn.runs.cache import array_digest
 
     ds = dataset(ref, seed)
     own = getattr(ds, "digest", None)
     if isinstance(own, str) and own:
-        return own
+        return hashlib.sha256((own + json.dumps(positions(ds)["test"].tolist())).encode()).hexdigest()
     x, y = ds.all()
     test = positions(ds)["test"]
     return hashlib.sha256("|".join((array_digest(x), array_digest(y), array_digest(test))).encode()).hexdigest()
 
 
+def _in_memory(ds) -> bool:
+    return all(getattr(ds, f"idx_{s}", None) is not None for s in ("train", "val", "test"))
+
+
+@lru_cache(maxsize=8)
+def _layout(ds) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+    """(positions of each split in the full order, labels in the full order). In-memory sets
+    use the order of ``ds.all()``; others train, then val, then test."""
+    if _in_memory(ds):
+        sizes = [len(ds.y_train), len(ds.y_val), len(ds.y_test)]
+        order = np.argsort(np.concatenate([ds.idx_train, ds.idx_val, ds.idx_test]), kind="stable")
+        where = np.empty_like(order)
+        where[order] = np.arange(order.size)
+        a, b = sizes[0], sizes[0] + sizes[1]
+        return {"train": where[:a], "val": where[a:b], "test": where[b:]}, ds.all()[1]
+    labels = [np.asarray(ds.split(s).labels) for s in ("train", "val", "test")]
+    sizes = np.cumsum([0] + [len(y) for y in labels])
+    pos = {s: np.arange(sizes[i], sizes[i + 1]) for i, s in enumerate(("train", "val", "test"))}
+    return pos, np.concatenate(labels)
+
+
 def positions(ds) -> Dict[str, np.ndarray]:
-    """Row positions of each split's samples inside ``ds.all()``."""
-    sizes = [len(ds.y_train), len(ds.y_val), len(ds.y_test)]
-    idx = [ds.idx_train, ds.idx_val, ds.idx_test]
-    order = (np.arange(sum(sizes)) if any(i is None for i in idx)
-             else np.argsort(np.concatenate(idx), kind="stable"))  # as Dataset.all() orders them
-    where = np.empty_like(order)
-    where[order] = np.arange(order.size)
-    a, b = sizes[0], sizes[0] + sizes[1]
-    return {"train": where[:a], "val": where[a:b], "test": where[b:]}
+    """Row positions of each split's samples in the full order (see :func:`_layout`)."""
+    return _layout(ds)[0]
+
+
+def labels(ds) -> np.ndarray:
+    return _layout(ds)[1]
+
+
+def inputs(ds, pos: np.ndarray) -> np.ndarray:
+    """The inputs at full-order positions ``pos`` (read by index for lazily loaded sets)."""
+    if _in_memory(ds):
+        return ds.all()[0][pos]
+    p = positions(ds)
+    out = []
+    for s in ("train", "val", "test"):
+        sel = pos[np.isin(pos, p[s])]
+        if len(sel):
+            out.append((sel, np.asarray(ds.split(s).read(sel - p[s][0]))))
+    order = np.argsort(np.concatenate([a for a, _ in out]), kind="stable")
+    return np.concatenate([b for _, b in out])[np.argsort(order)] if len(out) > 1 else out[0][1]
 
 
 def folds(ds, seed: int) -> Tuple[List[Tuple[np.ndarray, np.ndarray]], bool]:
     """The transfer protocol's (train, test) positions (see :mod:`.measures`) and whether they
     are the user's own split."""
     p = positions(ds)
-    user = bool((getattr(ds, "meta", None) or {}).get("user_split"))
+    user = "test" in tuple(getattr(ds, "splits_given", ()) or ())
     if user or len(p["test"]) >= registry.MIN_TEST:
         return [(np.sort(np.concatenate([p["train"], p["val"]])), np.sort(p["test"]))], user
     from sklearn.model_selection import StratifiedKFold
 
-    _, y = ds.all()
+    y = labels(ds)
     counts = np.bincount(y)
     k = int(min(registry.FOLDS, counts[counts > 0].min())) if counts.size else 0
     if k < 2:
@@ -142,17 +175,19 @@ class Checkpoint:
         model = self.model()
         dev = resolve_device(u.options.get("device", "auto"))
         model.to(dev)
+        test = positions(src)["test"]
+        y_test = labels(src)[test]
         with torch.no_grad():
-            out = torch.cat([model(torch.as_tensor(src.x_test[i:i + 1024]).to(dev)).float().cpu()
-                             for i in range(0, len(src.x_test), 1024)])
+            out = torch.cat([model(torch.as_tensor(inputs(src, test[i:i + 1024])).to(dev)).float().cpu()
+                             for i in range(0, len(test), 1024)])
         if out.ndim != 2 or out.shape[1] != src.num_classes:
             recorded = u.options.get("recorded_acc")
             if recorded is None:
                 raise ValueError(f"model output has shape {tuple(out.shape)}, not (n, {src.num_classes}) "
                                  "class scores, and the checkpoint records no source_acc")
             return [Result(SOURCE_ACC, "source", recorded, None, "recorded", {}, 0)]
-        acc = float((out.argmax(1).numpy() == src.y_test).mean())
-        return [Result(SOURCE_ACC, "source", acc, None, "head", {"split": "test"}, len(src.y_test))]
+        acc = float((out.argmax(1).numpy() == y_test).mean())
+        return [Result(SOURCE_ACC, "source", acc, None, "head", {"split": "test"}, len(y_test))]
 
 
 def _rows(unit: Unit, job: Job, compute: Callable[[], List[Result]]) -> List[Dict[str, Any]]:
@@ -194,12 +229,12 @@ def _data_inputs(unit: Unit, ds, ref, digest: str, layers: List[str], rows: np.n
     from infodyn.runs.cache import array_digest
 
     opts = unit.options
-    x_all, y_all = ds.all()
+    y_all = labels(ds)
     fc = FeatureCache(opts["cache_dir"]) if opts.get("cache_dir") else None
 
     def extract(names):
         return cached_features(fc, checkpoint=opts["ckpt_hash"], layers=names, dataset=str(ref),
-                               x=x_all[rows], model=ckpt.model, pool=opts["pool"],
+                               x=inputs(ds, rows), model=ckpt.model, pool=opts["pool"],
                                batch_size=opts.get("batch_size", 512), device=opts.get("device", "auto"),
                                amp=bool(opts.get("amp")), data_digest=digest + array_digest(rows),
                                extra={"model": opts["model_digest"]}, mmap_bytes=MMAP_BYTES)
@@ -261,7 +296,7 @@ def _layer_jobs(unit: Unit, jobs: List[Job], ckpt: Checkpoint, seed: int) -> Lis
         tgt = dataset(opts["target"], seed) if opts.get("has_target") and "target" in needs else None
     except Exception as exc:
         return [r for j in jobs for r in error_rows(unit, j, f"data: {type(exc).__name__}: {exc}")]
-    _, ys = src.all()
+    ys = labels(src)
     plane_pos = subsample(len(ys), opts.get("max_samples"), seed)
     src_rows = np.arange(len(ys)) if "splits" in needs else plane_pos
     layers = list(dict.fromkeys(j.layer for j in jobs))
@@ -271,7 +306,7 @@ def _layer_jobs(unit: Unit, jobs: List[Job], ckpt: Checkpoint, seed: int) -> Lis
                                     src_folds, src_user)
         by_layer_tgt = {}
         if tgt is not None:
-            _, yt = tgt.all()
+            yt = labels(tgt)
             tgt_folds, tgt_user = folds(tgt, seed)
             by_layer_tgt = _data_inputs(unit, tgt, opts["target"], opts["target_digest"], layers,
                                         np.arange(len(yt)), ckpt, tgt_folds, tgt_user)
@@ -281,7 +316,6 @@ def _layer_jobs(unit: Unit, jobs: List[Job], ckpt: Checkpoint, seed: int) -> Lis
         msg = f"{Path(unit.checkpoint).name}: features of layer(s) {', '.join(map(repr, layers))}: {type(exc).__name__}: {exc}"
         return [r for j in jobs for r in error_rows(unit, j, msg)]
 
-    x_src = src.all()[0]
     rows = []
     for job in jobs:
         m = registry.get(job.measure)
@@ -289,7 +323,7 @@ def _layer_jobs(unit: Unit, jobs: List[Job], ckpt: Checkpoint, seed: int) -> Lis
                           by_layer_tgt.get(job.layer) if "target" in m.needs else None,
                           plane_pos, seed, opts.get("device", "auto"),
                           registry.settings(job.measure, opts["params"]),
-                          inputs=lambda pos: x_src[pos])
+                          inputs=lambda pos: inputs(src, pos))
         rows += _finish(job, _rows(unit, job, lambda: m.compute(inp)))
     return rows
 
@@ -307,7 +341,8 @@ def _landscape(unit: Unit, jobs: List[Job], ckpt: Checkpoint, seed: int) -> List
         src = dataset(opts["source"], seed)
         prev = load_checkpoint(opts["prev_ckpt"], trust=trust) if opts.get("prev_ckpt") else None
         first = load_checkpoint(opts["first_ckpt"], trust=trust) if opts.get("first_ckpt") else None
-        recs = checkpoint_measures(ckpt.model(), None, prev, first, src.x_train, src.y_train,
+        train = positions(src)["train"]
+        recs = checkpoint_measures(ckpt.model(), None, prev, first, inputs(src, train), labels(src)[train],
                                    [j.measure for j in jobs], seed=seed, device=opts.get("device", "auto"),
                                    options=opts.get("landscape_options"))
     except Exception as exc:  # bad options, data or reference checkpoints: every landscape row says why
