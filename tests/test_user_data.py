@@ -114,7 +114,7 @@ def test_npz_with_its_own_train_test_split_is_kept(tmp_path):
     assert np.bincount(ds.y_val).tolist() == [5, 5]
     assert ds.split("test").given and not ds.split("val").given
     assert ds.split_params() == {"splits": {"train": "given", "val": "carved", "test": "given"},
-                                 "split": [0.6, 0.2, 0.2], "seed": 0}
+                                 "split": [0.6, 0.2, 0.2], "seed": 0, "carved_from": "train"}
     d0 = ds.digest
     # an edit of the file changes the digest; the same content under another name does not
     xte2 = xte.copy()

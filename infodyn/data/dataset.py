@@ -34,6 +34,8 @@ class Dataset:
             (int64), so that splits of two class subsets of one set never share a sample.
 
     Within each split, samples keep the order of the full set (ascending ``idx_*``).
+    ``split(name)`` gives one split with the read-by-index interface of
+    :mod:`infodyn.data.splits`; ``digest`` is the sha256 of the split arrays.
     """
 
     name: str
@@ -117,6 +119,8 @@ class Dataset:
         if len(given) < 3:
             out["split"] = list(self.meta.get("split", ()))
             out["seed"] = self.meta.get("seed")
+            if given:
+                out["carved_from"] = "train"  # the missing splits come out of the given train
         if self.meta.get("transform"):
             out["transform"] = self.meta["transform"]
         return out
