@@ -1,0 +1,67 @@
+"""The analysis on data as users keep it (issue 15): a torch Dataset factory with the user's
+own train/test split, read lazily; head accuracy and transfer are scored on the user's test split."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from infodyn import analysis
+from infodyn.models import mlp
+
+FACTORY = '''
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+
+def make(n_train=240, n_test=90):
+    rng = np.random.default_rng(7)
+    def part(n, shift):
+        y = np.arange(n) % 3
+        x = rng.normal(size=(n, 6)).astype("float32") + 2.0 * np.eye(3, 6, dtype="float32")[y] + shift
+        return TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    return {"train": part(n_train, 0.0), "test": part(n_test, 0.1)}
+'''
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("lazyrun")
+    (d / "userdata.py").write_text(FACTORY)
+    torch.manual_seed(0)
+    model = mlp(6, (10,), 3, "relu")
+    for e in range(2):
+        torch.save({"state_dict": model.state_dict(), "epoch": e}, d / f"ep{e}.pt")
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+    manifest = {"model": "infodyn.models:mlp",
+                "model_kwargs": {"in_dim": 6, "hidden": [10], "num_classes": 3, "activation": "relu"},
+                "data": {"source": {"dataset": "userdata:make"}}, "layers": ["fc1"]}
+    (d / "infodyn.yaml").write_text(yaml.safe_dump(manifest))
+    return d
+
+
+def test_user_split_is_kept_and_head_accuracy_is_on_the_users_test_split(run, tmp_path):
+    import importlib.util
+
+    df = analysis.analyze(run, measures="knn,source_acc", out=tmp_path / "o", progress=False)
+    assert (df["error"] == "").all(), df["error"].unique()
+    spec = importlib.util.spec_from_file_location("userdata_ref", run / "userdata.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    test = mod.make()["test"]
+    x, y = test.tensors
+    from infodyn.runs import apply_state, build_model, load_checkpoint, load_manifest
+
+    model = build_model(load_manifest(run))
+    apply_state(model, load_checkpoint(run / "ep1.pt"))
+    with torch.no_grad():
+        acc = float((model(x).argmax(1) == y).float().mean())
+    got = df[(df["measure"] == "source_acc") & (df["checkpoint"] == "ep1.pt")]
+    assert got["value"].item() == pytest.approx(acc) and got["n"].item() == 90
+    knn = df[df["measure"] == "knn_acc"]
+    assert (knn["n"] == 90).all()
+    assert all('"split": "user"' in p for p in knn["params"])
