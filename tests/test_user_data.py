@@ -187,6 +187,26 @@ def scale(x):
 
 def not_a_dataset():
     return 3
+
+class Dicts(Dataset):
+    """Hugging Face style items: mappings."""
+    def __len__(self):
+        return 6
+    def __getitem__(self, i):
+        return {"pixel_values": torch.full((2,), float(i)), "lab": i % 3}
+
+def dicts():
+    return Dicts()
+
+class Noisy(Dataset):
+    """A random augmentation: each read differs."""
+    def __len__(self):
+        return 10
+    def __getitem__(self, i):
+        return torch.rand(3), i % 2
+
+def noisy():
+    return Noisy()
 '''
 
 
@@ -329,3 +349,16 @@ def test_hugging_face_save_to_disk(tmp_path):
     assert data.load(str(tmp_path / "hf")).digest == d0  # a plain path finds it too
     with pytest.raises(ValueError, match=r"column 'pixels' \(key 'input'\) not in"):
         data.load({"hf": str(tmp_path / "hf"), "input": "pixels"})
+
+
+def test_mapping_items_and_random_augmentation_warning(factory_dir):
+    with pytest.raises(ValueError, match=r"item 0 is a mapping with keys \['pixel_values', 'lab'\]"):
+        data.load(parse_data_spec({"dataset": "mydata_f:dicts"}, factory_dir))
+    ds = data.load(parse_data_spec({"dataset": "mydata_f:dicts", "label": "lab", "split": [0.5, 0.5]},
+                                   factory_dir))
+    tr = ds.split("train")
+    np.testing.assert_array_equal(tr.read(np.arange(len(tr)))[:, 1], tr.rows.astype(np.float32))
+    np.testing.assert_array_equal(tr.labels, tr.rows % 3)
+    noisy = data.load(parse_data_spec({"dataset": "mydata_f:noisy"}, factory_dir))
+    with pytest.warns(UserWarning, match="random augmentation"):
+        noisy.digest

@@ -184,7 +184,8 @@ def _dataset_readers(spec: DataSpec, where: str, digest_mode: str):
             raise ValueError(f"{where}: 'splits' given but {spec.target} returned one data set "
                              f"({type(obj).__name__}), not a mapping of splits")
         parts = {"all": obj}
-    return {k: TorchReader(d, f"{where}: {spec.target} [{k}]", ident, digest_mode, k)
+    return {k: TorchReader(d, f"{where}: {spec.target} [{k}]", ident, digest_mode, k,
+                           spec.get("input"), spec.get("label"))
             for k, d in parts.items()}
 
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -27,6 +28,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                "validation": "val", "dev": "val", "test": "test", "testing": "test"}
 _LABEL_ATTRS = ("targets", "labels", "y")
+_INPUT_KEYS = ("image", "img", "pixel_values", "x", "input", "inputs", "input_ids", "features")
+_LABEL_KEYS = ("label", "labels", "y", "target", "targets", "fine_label")
 
 
 def _pil():
@@ -122,11 +125,12 @@ class TorchReader:
     """
 
     def __init__(self, ds, where: str, spec_digest: Any = None, digest_mode: str = "spec",
-                 split: str = ""):
+                 split: str = "", input_key: Optional[str] = None, label_key: Optional[str] = None):
         if not hasattr(ds, "__getitem__") or not hasattr(ds, "__len__"):
             raise ValueError(f"{where}: expected a map-style torch Dataset (with __len__ and "
                              f"__getitem__), got {type(ds).__name__}")
         self.ds, self.where, self.split = ds, where, split
+        self.input_key, self.label_key = input_key, label_key
         self._spec, self._mode, self._digest = spec_digest, digest_mode, None
         self.n = int(len(ds))
         self.labels = self._labels()
@@ -157,23 +161,34 @@ class TorchReader:
             arr = np.asarray(cand)
             if arr.ndim == 1 and arr.dtype != object:
                 return arr
-        vals = []
-        for i in range(self.n):
-            item = ds[i]
-            if not isinstance(item, (tuple, list)) or len(item) < 2:
-                raise ValueError(f"{self.where}: item {i} is a {type(item).__name__}; a data set "
-                                 "must give (input, label) pairs")
-            vals.append(_label_value(item[1], f"{self.where}: item {i}"))
-        return np.asarray(vals)
+        return np.asarray([_label_value(self._item(i)[1], f"{self.where}: item {i}")
+                           for i in range(self.n)])
+
+    def _item(self, i: int):
+        """(input, label) of item i: a pair, or a mapping with input / label keys."""
+        item = self.ds[int(i)]
+        if isinstance(item, Mapping):
+            keys = list(item)
+            ik = self.input_key or next((k for k in _INPUT_KEYS if k in item), None)
+            lk = self.label_key or next((k for k in _LABEL_KEYS if k in item), None)
+            if ik not in item or lk not in item:
+                raise ValueError(f"{self.where}: item {i} is a mapping with keys {keys}; name its "
+                                 "input and label keys ('input:' and 'label:')")
+            return item[ik], item[lk]
+        if not isinstance(item, (tuple, list)) or len(item) < 2:
+            raise ValueError(f"{self.where}: item {i} is a {type(item).__name__}; a data set must "
+                             "give (input, label) pairs or mappings with input and label keys")
+        return item[0], item[1]
 
     def read(self, rows) -> np.ndarray:
-        items = []
-        for r in np.asarray(rows, dtype=np.int64):
-            item = self.ds[int(r)]
-            if not isinstance(item, (tuple, list)) or len(item) < 2:
-                raise ValueError(f"{self.where}: item {int(r)} is a {type(item).__name__}; a data "
-                                 "set must give (input, label) pairs")
-            items.append(to_array(item[0], f"{self.where}: item {int(r)}"))
+        rows = np.asarray(rows, dtype=np.int64)
+        tensors = getattr(self.ds, "tensors", None)
+        if (type(self.ds).__name__ == "TensorDataset" and isinstance(tensors, (tuple, list))
+                and tensors and hasattr(tensors[0], "index_select")):  # one indexing, no loop
+            import torch
+
+            return to_array(tensors[0].index_select(0, torch.from_numpy(rows)), self.where)
+        items = [to_array(self._item(r)[0], f"{self.where}: item {int(r)}") for r in rows]
         return _stack(items, self.where, rows)
 
     @property
@@ -190,7 +205,14 @@ class TorchReader:
                     h.update(np.ascontiguousarray(self.read(np.arange(s, min(s + 256, self.n)))).tobytes())
             elif self.n:
                 probe = np.unique(np.linspace(0, self.n - 1, min(8, self.n)).round().astype(np.int64))
-                h.update(np.ascontiguousarray(self.read(probe)).tobytes())
+                first = np.ascontiguousarray(self.read(probe))
+                h.update(first.tobytes())
+                if not np.array_equal(first, self.read(probe), equal_nan=True):
+                    warnings.warn(f"{self.where}: reading the same items twice gave different "
+                                  "inputs (a random augmentation in the data set's transform?); "
+                                  "features will differ between runs and cached ones will not "
+                                  "match. Give the analysis a deterministic transform.",
+                                  UserWarning, stacklevel=2)
             self._digest = h.hexdigest()
         return self._digest
 
@@ -378,10 +400,8 @@ def hf_readers(root: Path, where: str, input_col: Optional[str], label_col: Opti
         parts = {"all": obj}
     first = next(iter(parts.values()))
     cols = list(first.column_names)
-    input_col = input_col or next((c for c in ("image", "img", "pixel_values", "x", "input", "inputs",
-                                               "features") if c in cols), None)
-    label_col = label_col or next((c for c in ("label", "labels", "y", "target", "fine_label")
-                                   if c in cols), None)
+    input_col = input_col or next((c for c in _INPUT_KEYS if c in cols), None)
+    label_col = label_col or next((c for c in _LABEL_KEYS if c in cols), None)
     if input_col is None and label_col is not None and len(cols) == 2:
         input_col = next(c for c in cols if c != label_col)  # the one column that is not the label
     if input_col is None or label_col is None:

@@ -17,6 +17,7 @@ Mapping form: exactly one of the source keys, then options::
       dataset: mydata:make_sets  # callable -> torch Dataset, or {"train": ds, "test": ds}
       kwargs: {root: raw}        # its keyword arguments
       splits: {val: valid}       # which of its keys are infodyn's train / val / test
+      # items are (input, label) pairs, or mappings: input: / label: name their keys
 
     source:
       hf: data/hf_saved          # datasets.load_from_disk folder (Dataset or DatasetDict)
@@ -51,7 +52,7 @@ _OPTIONS = {
     "path": _COMMON | {"sha256", "size", "mode", "input", "label", "splits"},
     "images": _COMMON | {"size", "mode"},
     "hf": _COMMON | {"input", "label", "size", "mode", "splits"},
-    "dataset": _COMMON | {"kwargs", "splits"},
+    "dataset": _COMMON | {"kwargs", "splits", "input", "label"},
 }
 _DIGESTS = {"name": ("content",), "path": ("content", "stat"), "images": ("content", "stat"),
             "hf": ("content", "stat"), "dataset": ("spec", "full")}
