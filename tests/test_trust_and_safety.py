@@ -196,6 +196,19 @@ def test_reexported_dangerous_callables_in_a_runs_module_are_refused(tmp_path, m
     assert not (run / "MARKER").exists() and calls == []
 
 
+def test_import_callable_refuses_dangerous_origins_for_data_callables_too(tmp_path):
+    """Data set and transform callables also come through import_callable: a builtin such as
+    torch.tanh is fine there, os.system under another name is not."""
+    from infodyn.runs.manifest import import_callable
+
+    write(tmp_path / "g17data.py", "import os\nimport torch\nload = os.system\nsquash = torch.tanh\n")
+    assert import_callable("g17data:squash", search_dir=tmp_path) is torch.tanh
+    with pytest.raises(ValueError, match=r"'g17data:load' refused before running it: it is defined in 'posix'"):
+        import_callable("g17data:load", search_dir=tmp_path, where="data")
+    with pytest.raises(ValueError, match=r"refused before running it: module 'subprocess'"):
+        import_callable("subprocess:check_output", search_dir=tmp_path)
+
+
 def subprocess_module():
     import subprocess
 

@@ -468,6 +468,32 @@ def _check_spec_text(spec: str, mod_name: str, attr: str, where: str) -> None:
         raise _refuse(where, spec, f"{parts[-1]!r} is not a model factory")
 
 
+def _origin(obj):
+    """(defining module, qualified name) of a callable, whatever its kind ("" when unknown)."""
+    target = getattr(obj, "__func__", obj)  # bound methods: the function
+    mod = getattr(target, "__module__", None)
+    if not isinstance(mod, str):  # builtin methods of a module object (os.system: posix)
+        owner = getattr(target, "__self__", None)
+        mod = getattr(owner, "__name__", None) if isinstance(getattr(owner, "__name__", None), str) else ""
+    qual = getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or type(obj).__name__
+    return mod, f"{mod}.{qual}" if mod else str(qual)
+
+
+def _check_origin(obj, spec: str, where: str, what: str = "model factories") -> None:
+    """Refuse a callable defined in a denied module or with a denied name (any kind of callable:
+    also a builtin re-exported under an innocent name). Nothing is called."""
+    import inspect
+
+    mod, qual = _origin(obj)
+    hit = _denied_module(mod)
+    if not hit and inspect.ismethod(obj) and inspect.isclass(obj.__self__):
+        hit = _denied_module(obj.__self__.__module__ or "")
+    if hit:
+        raise _refuse(where, spec, f"it is defined in {hit!r} ({qual}), which holds no {what}")
+    if qual in _DENIED_NAMES or qual.rpartition(".")[2] in _DENIED_NAMES:
+        raise _refuse(where, spec, f"{qual} is not one of the {what}")
+
+
 def _check_factory(obj, spec: str, where: str) -> None:
     """Refuse ``obj`` unless it is an nn.Module subclass or a Python function / bound classmethod
     defined outside the denied modules. Nothing is called."""
@@ -480,25 +506,12 @@ def _check_factory(obj, spec: str, where: str) -> None:
         if not issubclass(obj, torch.nn.Module):
             raise _refuse(where, spec, f"it is the class {obj.__module__}.{obj.__qualname__}, which is "
                                        "not a torch.nn.Module subclass")
-        func_module = obj.__module__ or ""
-        qual = f"{obj.__module__}.{obj.__qualname__}"
-    elif isinstance(obj, types.FunctionType):
-        func_module, qual = obj.__module__ or "", f"{obj.__module__}.{obj.__qualname__}"
-    elif inspect.ismethod(obj) and isinstance(obj.__func__, types.FunctionType) and inspect.isclass(obj.__self__):
-        func_module = obj.__func__.__module__ or ""
-        qual = f"{func_module}.{obj.__func__.__qualname__}"
-        owner = _denied_module(obj.__self__.__module__ or "")
-        if owner:
-            raise _refuse(where, spec, f"its class comes from {owner!r}")
-    else:
+    elif not (isinstance(obj, types.FunctionType) or (
+            inspect.ismethod(obj) and isinstance(obj.__func__, types.FunctionType) and inspect.isclass(obj.__self__))):
         kind = ("a builtin (C) function" if isinstance(obj, (types.BuiltinFunctionType, types.BuiltinMethodType))
                 else f"a {type(obj).__name__} object")
         raise _refuse(where, spec, f"it is {kind}, not a Python function or nn.Module class")
-    hit = _denied_module(func_module)
-    if hit:
-        raise _refuse(where, spec, f"it is defined in {hit!r} ({qual}), which holds no model factories")
-    if qual in _DENIED_NAMES or qual.rpartition(".")[2] in _DENIED_NAMES:
-        raise _refuse(where, spec, f"{qual} is not a model factory")
+    _check_origin(obj, spec, where)
 
 
 def _source_file(obj) -> str:
@@ -619,9 +632,12 @@ def import_callable(spec: str, *, search_dir: Optional[Path] = None, where: str 
 
     Before anything is imported, modules that hold no model factories (``os``, ``subprocess``,
     ``sys``, ``shutil``, ``builtins``, ``importlib``, ``pickle``, ``socket``, ``pty``, ...) and
-    names such as ``eval``/``exec``/``system`` are refused. Raises ValueError naming ``where`` and
-    ``spec`` when the spec is refused or the import fails. (Whether the object is a model factory
-    is checked by :func:`build_model`, before calling it.)
+    names such as ``eval``/``exec``/``system`` are refused; so is an object that turns out to be
+    defined in one of those modules (``make = os.system`` in a run's module). Raises ValueError
+    naming ``where`` and ``spec`` when the spec is refused or the import fails. (Whether the object
+    is a model factory, an nn.Module class or a Python function, is checked by
+    :func:`build_model` before calling it; data set and transform callables may be builtins such
+    as ``torch.tanh``.)
     """
     import warnings
 
@@ -663,6 +679,7 @@ def import_callable(spec: str, *, search_dir: Optional[Path] = None, where: str 
         obj = getattr(obj, part)
     if not callable(obj):
         raise ValueError(f"{where}: {spec!r} is not callable")
+    _check_origin(obj, spec, where, "factories")  # e.g. `make = os.system` in a run's module
     return obj
 
 
