@@ -81,26 +81,32 @@ def add_parser(sub) -> None:
                                    "folders (each with an infodyn.yaml; a folder of run folders works too). "
                                    "Writes OUT/results.csv, the figures and OUT/report.html. Exit code 1 when "
                                    "any checkpoint failed.")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="a folder of checkpoints with an infodyn.yaml (write one with `infodyn init`), or a "
+                        "folder of such folders")
     p.add_argument("--out", required=True, help="output folder (results, cache, figures, report)")
     p.add_argument("--measures", default=None,
-                   help="comma-separated: information-plane methods (binning, kde, ...), linear_probe, knn, "
-                        "rankme, nc1, source_acc, overcompression, and the loss-landscape measures sharpness, "
-                        "hessian_trace, grad_norm, grad_pc, weight_distance, loss_barrier (default: binning,kde,linear_probe,knn,rankme,"
-                        "source_acc,overcompression)")
+                   help="comma-separated measures: the information-plane methods binning, kde, gaussian, "
+                        "infonce, mine, nwj, tuba, js, smile, interpolated; the transfer and representation "
+                        "measures linear_probe, knn, fewshot_probe, rankme, nc1, source_acc, overcompression; "
+                        "the loss-landscape measures sharpness, hessian_trace, grad_norm, grad_pc, "
+                        "weight_distance, loss_barrier (default: binning, kde, linear_probe, knn, fewshot_probe, "
+                        "rankme, source_acc, overcompression)")
     p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (-1: one per CPU)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="Dask distributed scheduler (e.g. tcp://10.0.0.5:8786): run the units on that cluster "
                         "instead of local --jobs (pip install 'infodyn[distributed]'). Workers need the run "
                         "folders, data and --out at the same paths and the model's code importable")
     p.add_argument("--device", default="auto", help='"auto" (CUDA when present), "cpu" or "cuda"')
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of every random choice (sample cap, probes' splits, neural critics)")
     p.add_argument("--max-samples", dest="max_samples", type=int, default=4096,
-                   help="cap on samples for the information plane and scores (0: all)")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=512)
+                   help="cap on source samples for the information plane, RankMe, NC1 and the score (0: all)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=512,
+                   help="samples per forward pass when extracting layer features")
     p.add_argument("--param", action="append", metavar="METHOD.NAME=VALUE",
                    help="estimator parameter, e.g. kde.noise_var=0.001 or binning.n_bins=30")
     p.add_argument("--trust-pickle", dest="trust_pickle", action="store_true",
                    help="load checkpoints that hold pickled Python objects: the classes and functions they name are imported and allowed (runs code; only for your own files)")
-    p.add_argument("--no-progress", dest="no_progress", action="store_true")
+    p.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

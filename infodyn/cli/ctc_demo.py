@@ -25,15 +25,17 @@ def add_parser(sub) -> None:
                     "analysed with `infodyn analyze`. Writes OUT/ctc_tradeoff.md, "
                     "OUT/ctc_tradeoff.png and OUT/results.csv. About 10-15 minutes on two CPU "
                     "cores; --quick about 3.")
-    p.add_argument("--out", default="infodyn_ctc", help="output folder (default ./infodyn_ctc; an "
-                                                        "existing one is reused only if ctc-demo wrote it)")
+    p.add_argument("--out", default="infodyn_ctc", help="output folder (an existing one is reused only if "
+                                                        "ctc-demo wrote it)")
     p.add_argument("--quick", action="store_true", help="30 epochs and 2 seeds instead of 120 and 3")
-    p.add_argument("--seeds", type=int, nargs="+", default=None)
-    p.add_argument("--data", nargs="+", default=["digits", "mnist1d"], choices=["digits", "mnist1d"])
+    p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                   help="training seeds (default: 0 1 2, with --quick 0 1)")
+    p.add_argument("--data", nargs="+", default=["digits", "mnist1d"], choices=["digits", "mnist1d"],
+                   help="data sets: digits (MLP) and MNIST-1D (small CNN; needs the mnist1d package)")
     p.add_argument("--methods", nargs="+", default=["ce", "ctc", "ctcnce"],
                    choices=["ce", "ctc", "ctcnce"],
                    help="arms: plain CE, CTC with InfoNCE, CTC with the reference binary NCE")
-    p.add_argument("--jobs", type=int, default=1, help="parallel analysis workers")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-progress", dest="no_progress", action="store_true")
+    p.add_argument("--jobs", type=int, default=1, help="parallel analysis worker processes (-1: one per CPU)")
+    p.add_argument("--device", default="auto", help='"auto" (CUDA when present), "cpu" or "cuda"')
+    p.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

@@ -30,8 +30,9 @@ def add_parser(sub) -> None:
                                                 "--ctc; an existing folder is reused only if the demo wrote it)")
     p.add_argument("--ctc", action="store_true", help="instead: plain cross-entropy against Contrastive Temporal "
                                                       "Coding on digits and MNIST-1D (as `infodyn ctc-demo`)")
-    p.add_argument("--quick", action="store_true", help="fewer epochs, checkpoints and seeds (< 1 minute)")
-    p.add_argument("--jobs", type=int, default=2, help="parallel analysis workers (default 2)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-progress", dest="no_progress", action="store_true")
+    p.add_argument("--quick", action="store_true", help="fewer epochs, checkpoints and seeds (a smoke test)")
+    p.add_argument("--jobs", type=int, default=2, help="parallel analysis worker processes (-1: one per CPU)")
+    p.add_argument("--device", default="auto", help='"auto" (CUDA when present), "cpu" or "cuda"')
+    p.add_argument("--no-progress", dest="no_progress", action="store_true",
+                   help="no progress bars (the stage lines with elapsed and remaining time still print)")
     p.set_defaults(func=run)

@@ -48,6 +48,6 @@ def add_parser(sub) -> None:
     p = sub.add_parser("plot", help="redraw figures and report.html from a results table",
                        description="Redraw the PNG figures and the self-contained report.html from a "
                                    "results.csv (or .parquet) written by `infodyn analyze`.")
-    p.add_argument("table", help="results.csv or results.parquet")
+    p.add_argument("table", help="results.csv or results.parquet written by `infodyn analyze`")
     p.add_argument("--out", help="output folder (default: the table's folder)")
     p.set_defaults(func=run)
