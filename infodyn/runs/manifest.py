@@ -25,9 +25,16 @@ are aggregated across seeds). Without ``seed``/``config`` both come from the run
 (``tanh-seed3``: seed 3 of configuration ``tanh``).
 
 **The model callable is user code and runs** when a manifest is used (:func:`build_model`):
-only analyse run folders whose manifest you wrote or trust. The folder holding the manifest is
-put on ``sys.path`` while the callable is imported, so ``model: models:make`` finds a
-``models.py`` kept beside ``infodyn.yaml``. The manifest is parsed with ``yaml.safe_load``.
+only analyse run folders whose manifest you wrote or trust. ``model: models:make`` finds a
+``models.py`` kept beside ``infodyn.yaml``: it is imported from that file under a private name
+(``infodyn_run_<hash>.models``), never ahead of installed packages (an installed module of the
+same name wins, with a warning) and without touching ``sys.path`` or other ``sys.modules``
+entries (:func:`import_callable`). Callables that are not model factories (builtins, anything
+from ``os``, ``subprocess``, ``sys``, ``shutil``, ``importlib``, ``pickle``, ``torch.load``, ...)
+are refused before they are called, and the callable and file about to run are printed.
+
+The manifest is parsed with a safe YAML loader within limits (1 MiB, 100,000 values after alias
+expansion, 10,000 layer names), and error messages quote at most 500 characters of a value.
 """
 from __future__ import annotations
 
