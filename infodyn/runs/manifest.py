@@ -192,8 +192,6 @@ def _manifest_loader():
 
 def _read_yaml(path: Path):
     """Parse a manifest file within the limits above; ValueError naming the file otherwise."""
-    import yaml
-
     size = path.stat().st_size
     if size > MAX_MANIFEST_BYTES:
         raise ValueError(f"{path}: {size:,} bytes is too large for a run manifest "
@@ -206,14 +204,28 @@ def _read_yaml(path: Path):
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return load_yaml_text(text, path)
+
+
+def load_yaml_text(text: str, where: Union[str, Path] = MANIFEST_NAME):
+    """``yaml.safe_load(text)`` within the manifest limits (MAX_MANIFEST_BYTES characters,
+    MAX_MANIFEST_NODES values after alias expansion, no recursive aliases).
+
+    Raises:
+        ValueError: naming ``where``, quoting at most MAX_ECHO characters of the parser's message.
+    """
+    import yaml
+
+    if len(text) > MAX_MANIFEST_BYTES:
+        raise ValueError(f"{where}: too large for a run manifest (limit {MAX_MANIFEST_BYTES:,} bytes)")
     loader = _manifest_loader()(text)
     try:
         return loader.get_single_data()
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {_cut(str(exc))}") from None
+        raise ValueError(f"{where}: not valid YAML: {_cut(str(exc))}") from None
     except (ValueError, RecursionError) as exc:  # a 5,000-digit integer; nesting deeper than Python's stack
         what = "nested too deeply" if isinstance(exc, RecursionError) else _cut(str(exc))
-        raise ValueError(f"{path}: not a usable manifest: {what}") from None
+        raise ValueError(f"{where}: not a usable manifest: {what}") from None
     finally:
         loader.dispose()
 
