@@ -84,6 +84,18 @@ def test_image_folder_with_its_own_split_resize_grey_and_normalise(tmp_path):
     assert ds.split_params()["transform"] == {"mean": 0.5, "std": 0.25}
 
 
+def test_transform_on_a_folder_named_by_path(pets):
+    root, _ = pets
+    plain = data.load(str(root))
+    norm = data.load(str(root), transform={"mean": [0.5, 0.5, 0.0], "std": 0.5})
+    np.testing.assert_allclose(norm.split("val").read([1]),
+                               (plain.split("val").read([1]) - np.array([0.5, 0.5, 0.0])[:, None, None]) / 0.5,
+                               rtol=1e-6, atol=1e-6)
+    assert norm.digest != plain.digest and norm.split_params()["transform"]["std"] == 0.5
+    with pytest.raises(ValueError, match=r"mean has 2 values but inputs have shape \(3, 5, 4\)"):
+        data.load(str(root), transform={"mean": [0.5, 0.5]}).split("val").read([0])
+
+
 def test_image_folder_errors_and_digest_follows_an_edit(tmp_path, pets):
     root, pix = pets
     d0 = data.load(str(root)).digest

@@ -239,6 +239,13 @@ def load_spec(spec: DataSpec, seed: int = 0, *, split=None, classes=None,
                   **(opts.get("params") or {}))
         if transform.identity:
             return ds
+        if isinstance(ds, LazyDataset):  # a path to an image / save_to_disk folder
+            if any(not sp.transform.identity for sp in ds._splits.values()):
+                raise ValueError(f"{where}: the data already have a transform")
+            splits = {s: LazySplit(sp.reader, sp.rows, sp.labels, sp.name, sp.given, transform)
+                      for s, sp in ds._splits.items()}
+            return LazyDataset(ds.name, splits, ds.classes, ds.role,
+                               dict(ds.meta, transform=transform.describe()))
         arrays = {f"x_{s}": transform(getattr(ds, f"x_{s}")) for s in SPLITS}
         return replace(ds, meta=dict(ds.meta, transform=transform.describe()), **arrays)
     digest_mode = opts.get("digest") or ("spec" if kind == "dataset" else "content")
