@@ -133,14 +133,15 @@ def _params(text) -> Dict[str, Any]:
 
 
 def _manifest_data(manifests: Optional[Dict[str, str]]) -> Dict[str, Dict[str, Any]]:
-    """{run: parsed manifest} for the manifests that are valid YAML mappings (others skipped)."""
-    import yaml
+    """{run: parsed manifest} for the manifests that are valid YAML mappings within the manifest
+    limits (:func:`infodyn.runs.manifest.load_yaml_text`: no alias bombs); others are skipped."""
+    from .runs.manifest import load_yaml_text
 
     out = {}
     for run, text in (manifests or {}).items():
         try:
-            m = yaml.safe_load(text)
-        except yaml.YAMLError:
+            m = load_yaml_text(str(text), f"manifest of {run}")
+        except ValueError:
             continue
         if isinstance(m, dict):
             out[run] = m

@@ -274,6 +274,13 @@ def test_report_warnings():
     assert report.table_warnings(clean) == []
 
 
+def test_report_survives_a_yaml_alias_bomb_in_a_manifest(table, tmp_path):
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")) + "layers: *i\n"
+    path = report.write_report(table, tmp_path / "r.html", manifests={"ce-seed0": bomb})
+    assert path.stat().st_size < 2_000_000  # the bomb is shown as text, never expanded
+
+
 def test_report_uses_verdicts_when_the_library_has_them(table, tmp_path, monkeypatch):
     def verdicts(df):
         return pd.DataFrame([{"config": "ce", "layer": "fc1", "protocol": "linear_probe", "verdict": "over-compresses",
