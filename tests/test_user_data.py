@@ -374,3 +374,24 @@ def test_mapping_items_and_random_augmentation_warning(factory_dir):
     noisy = data.load(parse_data_spec({"dataset": "mydata_f:noisy"}, factory_dir))
     with pytest.warns(UserWarning, match="random augmentation"):
         noisy.digest
+
+
+def test_concat_view_reads_by_full_order_positions(pets):
+    from infodyn.data.splits import SPLITS, concat
+
+    root, _ = pets
+    ds = data.load(str(root), seed=1)
+    full = concat([ds.split(s) for s in SPLITS])
+    x_all = np.concatenate([ds.split(s).arrays()[0] for s in SPLITS])
+    assert len(full) == 18 and full.labels.tolist() == np.concatenate(
+        [ds.split(s).labels for s in SPLITS]).tolist()
+    for rows in (np.array([0, 5, 12, 13, 17]), np.array([17, 0, 13, 5])):
+        view = full.take(rows)
+        np.testing.assert_array_equal(view.read(np.arange(len(rows))), x_all[rows])
+        np.testing.assert_array_equal(view.labels, full.labels[rows])
+        np.testing.assert_array_equal(full.read(rows), x_all[rows])
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.ReLU())
+    f = extract_features(net, full.take([1, 14, 2]), ["1"], batch_size=2)["1"]
+    want = net(torch.from_numpy(x_all[[1, 14, 2]])).mean(dim=(2, 3)).detach().numpy()
+    np.testing.assert_allclose(f, want, rtol=1e-5, atol=1e-6)

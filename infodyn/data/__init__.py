@@ -34,6 +34,8 @@ Interface for an analysis engine (the same for in-memory :class:`Dataset` and on
     x = s.read(idx)                      # ... then read: float32 (k, *input_shape)
     for pos, xb in s.batches(idx, 256): ...                # or batch by batch
     extract_features(model, s.take(idx), layers)          # reads batch by batch itself
+    full = concat([ds.split(s) for s in ("train", "val", "test")])   # one order over all splits
+    extract_features(model, full.take(rows), layers)
     ds.digest, s.digest                  # sha256 hex of what determines the inputs (cache keys)
     ds.split_params()                    # {"splits": {"train": "given" | "carved", ...}, ...}
 
@@ -48,8 +50,8 @@ from .dataset import Dataset, parse_classes
 from .lazy import LazyDataset
 from .registry import available, load, manifest, parse_name, register, source_target
 from .spec import DataSpec, parse_data_spec
-from .splits import ArraySplit, LazySplit, Transform
+from .splits import ArraySplit, LazySplit, Transform, concat
 
 __all__ = ["Dataset", "LazyDataset", "DataSpec", "ArraySplit", "LazySplit", "Transform",
-           "available", "load", "manifest", "parse_classes", "parse_data_spec", "parse_name",
+           "available", "concat", "load", "manifest", "parse_classes", "parse_data_spec", "parse_name",
            "register", "source_target"]

@@ -14,6 +14,9 @@ A split is anything with this interface (both :class:`ArraySplit` and :class:`La
     split.given                True when the user's data named this split, False when infodyn
                                carved it (see :func:`carve`)
 
+:func:`concat` joins splits into one (``concat([ds.split(s) for s in SPLITS])``: the full set,
+train then val then test); ``concat(...).take(rows)`` is a view to hand to ``extract_features``.
+
 Nothing here reads a file; the readers of :mod:`infodyn.data.sources` do.
 """
 from __future__ import annotations
@@ -226,6 +229,69 @@ class LazySplit(Split):
     def digest(self) -> str:
         """sha256 of the reader's content digest, the transform, the rows taken and the labels."""
         return _sha(self.reader.digest, self.transform.digest, self.rows, self.labels)
+
+
+class ConcatSplit(Split):
+    """Several splits one after another (e.g. train, val, test as one full order); ``take`` and
+    ``read`` dispatch to the parts, so ``concat(...).take(rows)`` can be handed to
+    :func:`infodyn.runs.extract_features`, which reads it batch by batch."""
+
+    def __init__(self, parts: Sequence[Split], name: str = "all"):
+        self.parts, self.name = list(parts), name
+        self.given = all(p.given for p in self.parts)
+        self.labels = (np.concatenate([p.labels for p in self.parts]) if self.parts
+                       else np.zeros(0, np.int64))
+        self._starts = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def read(self, idx) -> np.ndarray:
+        pos = _positions(idx, len(self), f"split {self.name!r}")
+        which = np.searchsorted(self._starts, pos, side="right") - 1
+        out = None
+        for k in np.unique(which):
+            sel = np.flatnonzero(which == k)
+            x = self.parts[k].read(pos[sel] - self._starts[k])
+            if out is None:
+                out = np.empty((len(pos),) + x.shape[1:], np.float32)
+            elif x.shape[1:] != out.shape[1:]:
+                raise ValueError(f"split {self.name!r}: part {self.parts[k].name!r} has inputs of "
+                                 f"shape {x.shape[1:]}, another {out.shape[1:]}")
+            out[sel] = x
+        return out if out is not None else np.zeros((0,), np.float32)
+
+    def take(self, idx) -> "ConcatSplit":
+        pos = _positions(idx, len(self), f"split {self.name!r}")
+        which = np.searchsorted(self._starts, pos, side="right") - 1
+        if len(pos) and np.all(np.diff(which) >= 0):  # sorted by part: one view per part
+            parts = [self.parts[k].take(pos[which == k] - self._starts[k]) for k in np.unique(which)]
+            return ConcatSplit(parts, self.name)
+        return ConcatSplit([_Rows(self, pos)], self.name)
+
+    @property
+    def digest(self) -> str:
+        return _sha(*[p.digest for p in self.parts])
+
+
+class _Rows(Split):
+    """Positions of another split, in any order (what ``ConcatSplit.take`` gives for unsorted rows)."""
+
+    def __init__(self, base: Split, pos: np.ndarray):
+        self.base, self.pos, self.name, self.given = base, pos, base.name, base.given
+        self.labels = base.labels[pos]
+
+    def read(self, idx) -> np.ndarray:
+        return self.base.read(self.pos[_positions(idx, len(self), f"split {self.name!r}")])
+
+    def take(self, idx) -> "_Rows":
+        return _Rows(self.base, self.pos[_positions(idx, len(self), f"split {self.name!r}")])
+
+    @property
+    def digest(self) -> str:
+        return _sha(self.base.digest, self.pos)
+
+
+def concat(parts: Sequence[Split], name: str = "all") -> ConcatSplit:
+    """The splits one after another as one split (see :class:`ConcatSplit`)."""
+    return ConcatSplit(parts, name)
 
 
 def carve(labels: Dict[str, np.ndarray], fractions: Sequence[float], seed: int,
