@@ -7,6 +7,9 @@
     data:
       source: digits                 # a data set name, or a path relative to this file
       target: "digits:5-9"           # optional: for transfer measures
+      # or a mapping: {images: pets/, size: [64, 64], mean: [...], std: [...]},
+      # {dataset: mydata:make, kwargs: {...}}, {hf: saved/, input: img, label: label},
+      # {path: mine.npz}; the data's own train/val/test split is kept (see infodyn.data.spec)
     layers: [fc1, fc2]               # names from model.named_modules(); glob patterns allowed
     checkpoints: "*.pt"              # optional glob; default: every checkpoint file in the folder
 
