@@ -219,6 +219,10 @@ class Noisy(Dataset):
 
 def noisy():
     return Noisy()
+
+def float_labels(frac=False):
+    y = torch.tensor([0.0, 1.0, 2.0, 1.0, 0.0, 2.0]) + (0.5 if frac else 0.0)
+    return TensorDataset(torch.randn(6, 2), y)
 '''
 
 
@@ -395,3 +399,11 @@ def test_concat_view_reads_by_full_order_positions(pets):
     f = extract_features(net, full.take([1, 14, 2]), ["1"], batch_size=2)["1"]
     want = net(torch.from_numpy(x_all[[1, 14, 2]])).mean(dim=(2, 3)).detach().numpy()
     np.testing.assert_allclose(f, want, rtol=1e-5, atol=1e-6)
+
+
+def test_float_labels_that_are_whole_numbers(factory_dir):
+    ds = data.load(parse_data_spec({"dataset": "mydata_f:float_labels", "split": [0.5, 0.5]}, factory_dir))
+    assert ds.classes == (0, 1, 2) and ds.split("train").labels.dtype == np.int64
+    with pytest.raises(ValueError, match=r"labels must be class ids.*non-integer floats"):
+        data.load(parse_data_spec({"dataset": "mydata_f:float_labels", "kwargs": {"frac": True}},
+                                  factory_dir))

@@ -95,6 +95,20 @@ class LazyDataset:
                 f"given={list(self.splits_given)}, role={self.role!r})")
 
 
+def _int_labels(a: np.ndarray, name: str, split: str) -> np.ndarray:
+    """Whole-number float or bool labels as int64; others as they are (checked by the caller)."""
+    if a.dtype.kind == "b":
+        return a.astype(np.int64)
+    if a.dtype.kind == "f":
+        if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
+            raise ValueError(f"{name} [{split}]: labels must be class ids (integers or strings), got "
+                             f"non-integer floats such as {a[np.flatnonzero(a != np.round(a))[:1]]}")
+        return a.astype(np.int64)
+    if a.ndim != 1:
+        raise ValueError(f"{name} [{split}]: labels must be one per sample, got shape {a.shape}")
+    return a
+
+
 def from_readers(name: str, readers: Dict[str, Any], *, seed: int = 0, split=DEFAULT_SPLIT,
                  subset=None, transform: Transform = IDENTITY, role: str = "user",
                  meta: Optional[Dict[str, Any]] = None) -> LazyDataset:
@@ -105,7 +119,7 @@ def from_readers(name: str, readers: Dict[str, Any], *, seed: int = 0, split=DEF
     :func:`infodyn.data.splits.carve` with ``split`` fractions and ``seed``.
     """
     fr = check_split(split)
-    raw = {k: np.asarray(r.labels) for k, r in readers.items()}
+    raw = {k: _int_labels(np.asarray(r.labels), name, k) for k, r in readers.items()}
     kinds = {("str" if a.dtype.kind in "US" else "int") for a in raw.values() if a.size}
     if len(kinds) > 1:
         raise ValueError(f"{name}: labels mix strings and integers across splits {sorted(raw)}")
