@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import torch
 from torch import nn
 
-__all__ = ["mlp", "small_cnn", "ib12bit_net", "MLP", "SmallCNN"]
+__all__ = ["mlp", "small_cnn", "ib12bit_net", "resnet18", "MLP", "SmallCNN", "ResNet"]
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
 
@@ -167,3 +168,52 @@ def small_cnn(in_channels: int = 1, num_classes: int = 10, width: int = 16,
             raise ValueError(f"input_shape must be (C, L) or (C, H, W) with C = in_channels = "
                              f"{in_channels}, got {input_shape}")
     return SmallCNN(in_channels, num_classes, width, input_shape, hidden)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and a residual connection (He et al. 2016)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """ResNet-18 for 32x32 inputs (3x3 stem, no max pool): ``stem``, ``layer1``..``layer4``
+    (feature maps (n, w, 32, 32) .. (n, 8w, 4, 4)), ``pool`` (the (n, 8w) penultimate features)
+    and ``fc``."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        chans = [width, 2 * width, 4 * width, 8 * width]
+        c_in, layers = width, []
+        for i, c in enumerate(chans):
+            layers.append(nn.Sequential(BasicBlock(c_in, c, 1 if i == 0 else 2), BasicBlock(c, c, 1)))
+            c_in = c
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(8 * width, num_classes)
+
+    def forward(self, x):
+        x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+        return self.fc(self.pool(x))
+
+
+def resnet18(num_classes: int = 10, in_channels: int = 3, width: int = 64) -> ResNet:
+    """ResNet-18 (11.2 M parameters at ``width=64``) for (n, C, 32, 32) inputs, written here so
+    that nothing depends on torchvision; ``width`` scales every stage's channels."""
+    _positive_int(num_classes, "num_classes")
+    _positive_int(in_channels, "in_channels")
+    _positive_int(width, "width")
+    return ResNet(in_channels, num_classes, width)

@@ -173,3 +173,16 @@ def test_full_disk_and_unreachable_scheduler_are_one_line(tmp_path, monkeypatch,
                  "--scheduler", "tcp://10.255.255.1:8786"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "cannot reach the Dask scheduler" in err
+
+
+def test_plot_refuses_a_folder_of_the_users_files(tmp_path, capsys):
+    """17.6: `infodyn plot` writes figures and report.html only into a folder infodyn wrote."""
+    run, _ = make_run(tmp_path / "runs", "r", target=None)
+    out = tmp_path / "o"
+    assert main(["analyze", str(run), "--out", str(out), "--measures", "rankme", "--no-progress"]) == 0
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.html").write_text("my report")
+    assert main(["plot", str(out / "results.csv"), "--out", str(mine)]) == 2
+    assert (mine / "report.html").read_text() == "my report" and len(list(mine.iterdir())) == 1
+    assert main(["plot", str(out / "results.csv")]) == 0  # the analysis folder itself is fine

@@ -31,8 +31,11 @@ def read_table(path) -> "object":
 def run(args) -> int:
     from infodyn import plots, report
 
+    from infodyn.analysis.api import claim_out
+
     df = read_table(args.table)
     out = Path(args.out) if args.out else Path(args.table).parent
+    claim_out(out)  # a folder of the user's own (not an analysis output) is refused, nothing changed
     figs = plots.plot_all(df, out)
     manifests = {}
     mpath = Path(args.table).parent / "manifests.json"
