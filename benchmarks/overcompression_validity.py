@@ -555,14 +555,19 @@ def report(pop: pd.DataFrame, seq, args, seconds: float, with_score: bool) -> st
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
     lines += selection_report(pop, args)
     if with_score:
-        lines += ["", "## The score against the baselines (paired bootstrap of |rho(score)| - |rho(baseline)|)", "",
+        lines += ["", "## The score against the baselines", "",
+                  "Paired bootstrap (models resampled) of the difference in oriented correlation: -rho(score) - "
+                  "s * rho(baseline), s = +1 for RankMe and the effective rank (higher = better transfer expected), "
+                  "-1 for the class-separation R^2 (higher = worse, Kornblith et al. 2021). Positive = the score "
+                  "ranks transfer better.", "",
                   "| score | baseline | " + " | ".join(PROTOCOLS) + " |", "|---|---|" + "---|" * len(PROTOCOLS)]
         for s in ("score", "score_target"):
             for base in ("rankme", "class_sep_r2", "erank"):
                 cells = []
                 for p in PROTOCOLS:
-                    d0 = abs(boots[(s, p)][0]) - abs(boots[(base, p)][0])
-                    db = np.abs(boots[(s, p)][1]) - np.abs(boots[(base, p)][1])
+                    sign = -1.0 if base == "class_sep_r2" else 1.0
+                    d0 = -boots[(s, p)][0] - sign * boots[(base, p)][0]
+                    db = -boots[(s, p)][1] - sign * boots[(base, p)][1]
                     lo, hi = ci(db)
                     cells.append(f"{d0:+.2f} [{lo:+.2f}, {hi:+.2f}]")
                 lines.append(f"| {s} | {base} | " + " | ".join(cells) + " |")
