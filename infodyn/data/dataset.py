@@ -96,8 +96,14 @@ class Dataset:
 
         if name not in SPLITS:
             raise ValueError(f"{self.name}: no split {name!r}; splits are {SPLITS}")
-        return ArraySplit(getattr(self, f"x_{name}"), getattr(self, f"y_{name}"), name,
-                          given=name in self.splits_given)
+        if name not in self._split_views:  # one view per split, so its digest is computed once
+            self._split_views[name] = ArraySplit(getattr(self, f"x_{name}"), getattr(self, f"y_{name}"),
+                                                 name, given=name in self.splits_given)
+        return self._split_views[name]
+
+    @cached_property
+    def _split_views(self) -> Dict[str, Any]:
+        return {}
 
     @cached_property
     def digest(self) -> str:
