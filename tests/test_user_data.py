@@ -407,3 +407,24 @@ def test_float_labels_that_are_whole_numbers(factory_dir):
     with pytest.raises(ValueError, match=r"labels must be class ids.*non-integer floats"):
         data.load(parse_data_spec({"dataset": "mydata_f:float_labels", "kwargs": {"frac": True}},
                                   factory_dir))
+
+
+def test_hugging_face_image_column_unsplit(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    rng = np.random.default_rng(4)
+    imgs = [rng.integers(0, 256, size=(6, 5, 3), dtype=np.uint8) for _ in range(8)]
+    files = []
+    for i, a in enumerate(imgs):
+        _png(tmp_path / "src" / f"{i}.png", a)
+        files.append(str(tmp_path / "src" / f"{i}.png"))
+    d = datasets.Dataset.from_dict({"image": files, "label": [i % 2 for i in range(8)]}).cast_column(
+        "image", datasets.Image())
+    d.save_to_disk(str(tmp_path / "hfimg"))
+    ds = data.load({"hf": str(tmp_path / "hfimg"), "split": [0.5, 0.5], "mode": "L"})
+    assert ds.splits_given == () and ds.classes == (0, 1)
+    te = ds.split("test")
+    x = te.read(np.arange(len(te)))
+    assert x.shape == (4, 1, 6, 5)
+    for xi, r in zip(x, te.rows):
+        want = np.asarray(Image.fromarray(imgs[r]).convert("L"), np.float32) / 255.0
+        np.testing.assert_allclose(xi[0], want, atol=1e-6)
