@@ -275,12 +275,19 @@ def onset(df: pd.DataFrame, method: Optional[str] = None, min_drop: float = 0.05
                 "final_score": float(np.mean(finals)) if finals else math.nan,
                 "time_label": good.attrs["time_label"], "ixt_method": method or "",
             })
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out.attrs["verdicts"] = verdicts(df, level=level)  # what format_summary prints
+    return out
 
 
 def format_summary(summary: pd.DataFrame) -> str:
-    """The terminal summary: per configuration and layer, where transfer peaked, where I(X;T)
-    turned down, the final over-compression score."""
+    """The terminal summary. For a table from :func:`onset` (which carries the verdicts in
+    ``summary.attrs["verdicts"]``): the over-compression verdicts (:func:`format_verdicts`), which
+    come from the transfer curves, not from I(X;T). For any other onset-shaped table: per
+    configuration and layer, where transfer peaked, where I(X;T) turned down (descriptive only),
+    the final over-compression score."""
+    if isinstance(summary.attrs.get("verdicts"), pd.DataFrame):
+        return format_verdicts(summary.attrs["verdicts"])
     if summary.empty:
         return "no summary: the table has no transfer, I(X;T) or score rows without errors"
     lines = []
@@ -536,6 +543,10 @@ def format_verdicts(v: pd.DataFrame) -> str:
         return "no verdict: the table has no transfer rows without errors"
     lines = []
     for config, grp in v.groupby("config", sort=True):
+        if (grp["verdict"] == "no transfer measure").all():
+            lines.append(f"{config}  no transfer measure (no linear_probe, knn or fewshot_probe rows) at "
+                         f"{', '.join(grp['layer'])}: no verdict")
+            continue
         n = int(grp["n_seeds"].max())
         fired = int((grp["verdict"] == "over-compression").sum())
         lines.append(f"{config}  ({n} seed{'s' if n != 1 else ''}; over-compression in {fired} of {len(grp)} "

@@ -97,11 +97,16 @@ def test_trajectories_and_seed_bands():
     assert b["n_seeds"] == 3
 
 
-def test_format_summary_mentions_each_layer():
-    text = tr.format_summary(tr.onset(synthetic_table()))
-    assert "ce  (3 seeds" in text
-    assert text.count("transfer peaked at 4.0") == 2
-    assert "I(X;T) turned down at 5.0" in text and "final over-compression score 0.65" in text
+def test_format_summary_prints_the_verdicts_not_the_ixt_turn():
+    summary = tr.onset(synthetic_table())
+    text = tr.format_summary(summary)
+    assert text == tr.format_verdicts(tr.verdicts(synthetic_table()))
+    assert "ce  (3 seeds" in text and "I(X;T) turned down" not in text
+    # target accuracy peaks at epoch 4 on average and falls 0.02 per epoch: each layer's verdict fires there
+    assert text.count("over-compression from epoch 4: target linear_probe_acc fell by") == 2
+    # a table without the verdicts attached still gets the descriptive per-layer summary
+    plain = tr.format_summary(pd.DataFrame(summary.to_dict("records")))
+    assert plain.count("transfer peaked at 4.0") == 2 and "I(X;T) turned down at 5.0" in plain
 
 
 # ---------------------------------------------------------------------------------------------
