@@ -13,13 +13,16 @@ layer features (with a disk cache).
 Submodules: ``discover``, ``load``, ``manifest``, ``extract``, ``cache``. Nothing heavy is
 imported until a function is used (torch is imported lazily inside the functions).
 """
-from infodyn.runs.cache import FeatureCache, array_digest, cached_features, file_sha256
+from infodyn.runs.cache import FeatureCache, array_digest, cached_features
 from infodyn.runs.discover import (AmbiguousOrderWarning, CheckpointInfo, MixedRunsWarning, RunListing,
                                    discover, parse_filename, scan)
 from infodyn.runs.extract import extract_features, resolve_layers
 from infodyn.runs.load import (CHECKPOINT_SUFFIXES, CheckpointError, apply_state, checkpoint_name,
                                checkpoint_sha256, load_checkpoint, load_checkpoint_with_meta,
                                load_model, read_meta, select_prefix, unwrap_state)
+# A checkpoint's content hash: for a file its bytes' sha256 (as infodyn._files.file_sha256), for
+# a Hugging Face / accelerate folder the hashes of its weight files (shards) and config.json.
+file_sha256 = checkpoint_sha256
 from infodyn.runs.manifest import (MANIFEST_NAME, RunManifest, build_model, load_manifest,
                                    manifest_dict, parse_manifest, write_manifest)
 

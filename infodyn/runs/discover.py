@@ -134,12 +134,7 @@ class RunListing:
     notes: List[str] = field(default_factory=list)
 
     def _rel(self, p: Path) -> str:
-        try:
-            rel = p.relative_to(self.root)
-        except ValueError:
-            rel = p
-        return checkpoint_name(rel) if len(rel.parts) == 1 else "/".join(
-            checkpoint_name(Path(part)) for part in rel.parts)
+        return _rel_name(self.root, p)
 
     def format(self) -> str:
         """A plain-text listing: the checkpoints taken (order, kind, epoch, step, where the
@@ -168,6 +163,15 @@ class RunListing:
             lines.append("notes:")
             lines.extend(f"  {n}" for n in self.notes)
         return "\n".join(lines)
+
+
+def _rel_name(root: Path, p: Path) -> str:
+    """``p`` relative to ``root``, printable (non-UTF-8 bytes shown as U+FFFD)."""
+    try:
+        rel = p.relative_to(root)
+    except ValueError:
+        rel = p
+    return "/".join(checkpoint_name(Path(part)) for part in rel.parts) or checkpoint_name(p)
 
 
 def _int_or_none(text: str) -> Optional[int]:
@@ -329,7 +333,7 @@ def scan(run_dir: Union[str, Path], pattern: Optional[str] = None, *, read_conte
         looked = pattern or ("*" + ", *".join(CHECKPOINT_SUFFIXES)
                              + f" and Hugging Face / accelerate checkpoint folders, down to "
                                f"{MAX_DEPTH} sub-folder levels")
-        seen = "; ".join(f"{checkpoint_name(p)}: {why}" for p, why in skipped[:5])
+        seen = "; ".join(f"{_rel_name(root, p)}: {why}" for p, why in skipped[:5])
         raise ValueError(f"{root}: no checkpoint files found (looked for {looked})"
                          + (f"; found only: {seen}" if seen else ""))
 
@@ -341,7 +345,8 @@ def scan(run_dir: Union[str, Path], pattern: Optional[str] = None, *, read_conte
     if warn:
         for c in listing.checkpoints:
             for n in c.notes:
-                warnings.warn(f"{root}: {c.name}: {n}", AmbiguousOrderWarning, stacklevel=_stacklevel)
+                warnings.warn(f"{root}: {_rel_name(root, c.path)}: {n}", AmbiguousOrderWarning,
+                              stacklevel=_stacklevel)
         mixed = [n for n in listing.notes if n.startswith(_MIXED)]
         other = [n for n in listing.notes if not n.startswith(_MIXED)]
         if other:
@@ -381,6 +386,9 @@ def _row(path: Path, *, read_content: bool, trust: bool) -> Dict[str, Any]:
 def _order(root: Path, rows) -> RunListing:
     notes: List[str] = []
 
+    def checkpoint_name(p: Path) -> str:  # names relative to the run folder in every note
+        return _rel_name(root, p)
+
     def value(r, kind):
         c, f = r[f"c_{kind}"], r[f"f_{kind}"]
         return (c, "content") if c is not None else (f, "filename") if f is not None else (None, None)
@@ -412,8 +420,8 @@ def _order(root: Path, rows) -> RunListing:
         notes.append("neither the contents nor the file names give a step or epoch for every "
                      "file; ordered by name")
 
-    keyed.sort(key=lambda t: (t[0], _natural_key(t[1]["path"].name)))
-    keyed, skipped, mixed = _drop_copies(keyed)
+    keyed.sort(key=lambda t: (t[0], _natural_key(checkpoint_name(t[1]["path"]))))
+    keyed, skipped, mixed = _drop_copies(keyed, checkpoint_name)
     keys = [k for k, _, _ in keyed]
     dupes = sorted({k for k in keys if keys.count(k) > 1})
     if dupes:
@@ -452,7 +460,7 @@ def _is_alias(path: Path) -> bool:
     return _stem(path.name).lower() in _ALIASES
 
 
-def _drop_copies(keyed):
+def _drop_copies(keyed, checkpoint_name=checkpoint_name):
     """Leave out copies among checkpoints that share a position: alias-named files (last,
     best, ...) beside a regular one, and files whose weights equal one already kept. Returns
     (kept, skipped, names of different-weight ties that suggest mixed runs)."""

@@ -132,7 +132,7 @@ def _raw_load(path: Path, *, trust: bool, map_location, mmap: bool = False) -> T
                   "corrupted or truncated, or it holds pickled objects beyond tensors "
                   f"({_weights_detail(msg)}). Nothing in it was run. If you wrote it yourself, "
                   "trust=True (--trust-pickle) loads the objects it names.") from None
-    except FileNotFoundError:
+    except (FileNotFoundError, CheckpointError):  # CheckpointError: a refusal that already says why
         raise
     except Exception as exc:  # torch raises RuntimeError/EOFError/KeyError/struct.error here
         raise CheckpointError(
@@ -188,9 +188,19 @@ _CODE_EXEC_NAMES = frozenset("""
 
 
 def _code_exec_name(name: str) -> bool:
-    parts = name.split(".")
-    return name in _CODE_EXEC_NAMES or any(".".join(parts[:i]) in _CODE_EXEC_MODULES
-                                           for i in range(1, len(parts)))
+    """Whether ``module.qualname`` is a known code-execution global, also under the Python 3 name
+    the unpickler maps a Python 2 one to (protocol 2 files say ``__builtin__``, ``commands``)."""
+    import _compat_pickle
+
+    mod, _, attr = name.rpartition(".")
+    mapped = _compat_pickle.NAME_MAPPING.get((mod, attr))
+    mapped = mapped or (_compat_pickle.IMPORT_MAPPING.get(mod, mod), attr)
+    for candidate in {name, ".".join(mapped)}:
+        parts = candidate.split(".")
+        if candidate in _CODE_EXEC_NAMES or any(".".join(parts[:i]) in _CODE_EXEC_MODULES
+                                                for i in range(1, len(parts))):
+            return True
+    return False
 
 
 def _refuse_code_exec(path: Path, name: str, obj: Any = None) -> None:
@@ -645,6 +655,9 @@ def _folder_meta(folder: Path) -> Dict[str, Any]:
                     meta[out] = value
             if meta["epoch"] is not None:
                 meta["convention"] = "Hugging Face trainer_state.json: epoch = completed epochs"
+    elif meta["kind"] == "accelerate":
+        meta["convention"] = ("accelerate save_state: no epoch or step stored; checkpoint_N "
+                              "counts the saves (order only)")
     return meta
 
 
@@ -941,5 +954,11 @@ def _mismatch_message(path, expected: set, got: set) -> str:
     if unexpected:
         parts.append(f"unexpected in the checkpoint ({len(unexpected)}): "
                      f"{describe(unexpected, expected)}")
-    parts.append("check the manifest's model and model_kwargs")
+    folder = Path(str(path))
+    if folder.is_dir() and (folder / "config.json").is_file():
+        parts.append("this is a Hugging Face folder, whose key names the library may rename "
+                     "between versions: let it load the folder itself (manifest 'load: model' with "
+                     "'model: transformers:AutoModelFor...from_pretrained')")
+    parts.append("check the manifest's model and model_kwargs (and 'state_prefix' when the "
+                 "network is a sub-module of what was saved)")
     return "; ".join(parts)
