@@ -134,46 +134,134 @@ def _train(run: DemoRun, run_dir: Path, ds, manifest) -> List[Path]:
     return rec.saved
 
 
+# Seconds per unit of work on the reference machine (two CPU cores, --jobs 2), from a measured
+# `infodyn demo`: training ~0.75 ms per optimiser step; analysis per (checkpoint, layer) and measure.
+# They only seed the remaining-time estimate, which is rescaled by the speed observed so far.
+_SEC_PER_STEP = 7.5e-4
+_SEC_PER_MEASURE = {"kde": 0.3, "binning": 0.01, "overcompression": 0.08, "linear_probe": 0.3, "knn": 0.05,
+                    "fewshot_probe": 0.2, "rankme": 0.01, "nc1": 0.01, "source_acc": 0.002}
+_SAMPLES = {"ib12bit": (3481, 4096), "digits": (541, 901)}  # (training samples, all samples) of the bundled sets
+
+
+def _stage_estimates(p: Plan) -> List[float]:
+    """Predicted seconds of each stage (every run's training, then every group's analysis) on the
+    reference machine: a prior for the remaining-time estimate, not a promise."""
+    import math
+
+    def sizes(source: str):
+        return _SAMPLES.get(source.split(":")[0], (1000, 1000))
+
+    out = []
+    for run in p.runs:
+        out.append(run.epochs * math.ceil(sizes(run.source)[0] / run.batch_size) * _SEC_PER_STEP)
+    by_name = {r.name: r for r in p.runs}
+    for spec in p.groups.values():
+        total = 0.0
+        for name in spec["runs"]:
+            run = by_name[name]
+            n_all = sizes(run.source)[1]
+            n = min(n_all, spec.get("max_samples") or n_all)
+            for m in spec["measures"]:
+                cost = _SEC_PER_MEASURE.get(m, 0.1)
+                if m == "kde":
+                    cost *= (n / 4096) ** 2
+                per = 1 if m == "source_acc" else len(run.layers)
+                total += run.checkpoints * per * cost
+        out.append(total)
+    return out
+
+
+class _Progress:
+    """One line per stage: which stage of how many, elapsed time, and the remaining time predicted
+    by the stage estimates scaled by how fast the finished stages went on this machine."""
+
+    def __init__(self, estimates: List[float], log: Callable[[str], None]):
+        self.est, self.log, self.t0, self.done = list(estimates), log, time.perf_counter(), 0
+        self.spent_est, self.spent = 0.0, 0.0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def remaining(self) -> float:
+        speed = self.spent / self.spent_est if self.spent_est > 0.5 else 1.0  # seconds per predicted second
+        return max(0.0, sum(self.est[self.done:]) * min(max(speed, 0.2), 20.0))
+
+    @staticmethod
+    def _clock(sec: float) -> str:
+        return f"{sec:.0f} s" if sec < 90 else f"{sec / 60:.1f} min"
+
+    def start(self, what: str) -> None:
+        self.log(f"[{self._clock(self.elapsed()):>7s}] stage {self.done + 1}/{len(self.est)}: {what} "
+                 f"(about {self._clock(self.remaining())} left)")
+        self._t = time.perf_counter()
+
+    def finish(self, what: str, skipped: bool = False) -> None:
+        took = time.perf_counter() - self._t
+        if not skipped:  # a reused stage says nothing about this machine's speed
+            self.spent += took
+            self.spent_est += self.est[self.done]
+        self.done += 1
+        self.log(f"[{self._clock(self.elapsed()):>7s}]   {what} ({took:.1f} s)")
+
+
 def run_demo(out="infodyn_demo", quick: bool = False, jobs: int = 1, device: str = "auto",
              progress: bool = True, log: Callable[[str], None] = print):
-    """Trains, analyses and reports; returns (table, report path). See the module doc."""
+    """Trains, analyses and reports; returns (table, report path). See the module doc.
+
+    ``log`` receives one line per stage (training of each run, analysis of each group): the
+    stage, the elapsed time and an estimate of the time left; ``progress`` adds the analysis'
+    own progress bar."""
     import pandas as pd
 
     from infodyn import plots, report
     from infodyn._atomic import atomic_write_text
     from infodyn.analysis import analyze, write_table
-    from infodyn.tradeoff import format_summary, onset
+    from infodyn.tradeoff import format_summary, format_verdicts, onset, verdicts
 
     out = prepare_out(Path(out))
     p = plan(quick)
-    t0 = time.perf_counter()
+    prog = _Progress(_stage_estimates(p), log)
+    t0 = prog.t0
+    log(f"infodyn demo{' --quick' if quick else ''}: {len(p.runs)} training runs, then {len(p.groups)} analyses, "
+        f"into {out}")
     for run in p.runs:
-        t1 = time.perf_counter()
         run_dir = out / "runs" / run.name
         done = run_dir / DONE
+        prog.start(f"training {run.name} ({run.epochs} epochs on {run.source})")
         if done.is_file() and json.loads(done.read_text()) == asdict(run):
-            log(f"reusing {run.name} (trained by an earlier `infodyn demo`)")
+            prog.finish(f"reused {run.name} (trained by an earlier `infodyn demo`)", skipped=True)
             continue
         saved = train(run, run_dir)
         atomic_write_text(done, json.dumps(asdict(run)))
-        log(f"trained {run.name}: {run.epochs} epochs, {len(saved)} checkpoints ({time.perf_counter() - t1:.1f} s)")
+        prog.finish(f"trained {run.name}: {run.epochs} epochs, {len(saved)} checkpoints")
     tables = []
     for group, spec in p.groups.items():
-        t1 = time.perf_counter()
+        prog.start(f"analysing {group}: {len(spec['runs'])} run(s) x {', '.join(spec['measures'])}")
         df = analyze([out / "runs" / name for name in spec["runs"]], measures=spec["measures"],
                      out=out / "analysis" / group, jobs=jobs, device=device, plane_params=spec["plane_params"],
                      progress=progress, threads=1, max_samples=spec["max_samples"])
         tables.append(df)
-        log(f"analysed {group}: {len(df)} rows ({time.perf_counter() - t1:.1f} s)")
+        prog.finish(f"analysed {group}: {len(df)} rows")
     df = pd.concat(tables, ignore_index=True)
     write_table(df, out)
+    log(f"[{prog._clock(prog.elapsed()):>7s}] figures and report")
     figs = plots.plot_all(df, out)
     manifests = {r.name: (out / "runs" / r.name / "infodyn.yaml").read_text() for r in p.runs}
+    settings = {"plan": "quick" if quick else "full", "jobs": jobs, "device": device,
+                **{f"analysis {g}": {"runs": s["runs"], "measures": s["measures"], "plane_params": s["plane_params"],
+                                     "max_samples": s["max_samples"] or "all"} for g, s in p.groups.items()}}
     notes = [f"infodyn demo{' --quick' if quick else ''}: {len(p.runs)} runs trained and analysed in "
              f"{time.perf_counter() - t0:.0f} s."]
-    path = report.write_report(df, out / "report.html", figs, manifests=manifests, title="infodyn demo", notes=notes)
+    path = report.write_report(df, out / "report.html", figs, manifests=manifests, title="infodyn demo", notes=notes,
+                               settings=settings)
     log("")
-    log(format_summary(onset(df)))
+    log(format_verdicts(verdicts(df)))
+    summary = onset(df)
+    with_target = set(df.loc[df["task"] == "target", "config"])
+    summary = summary[summary["config"].isin(with_target)] if len(summary) else summary
+    if len(summary):  # when transfer peaked and I(X;T) turned down, for the runs that have a target
+        log("")
+        log(format_summary(summary))
     log("")
     log(f"{len(df)} rows -> {out / 'results.csv'}")
     log(f"figures -> {', '.join(str(f) for f in figs.values())}")
