@@ -101,3 +101,20 @@ def test_no_manifest_hint_is_a_command_that_works(tmp_path, capsys):
     assert main(argv) == 0, capsys.readouterr().err
     text = (empty / "infodyn.yaml").read_text()
     assert "ib12bit_net" in text and "fc2" in text
+
+
+def test_demo_progress_lines_say_stage_elapsed_and_time_left():
+    from infodyn import demo
+
+    lines = []
+    prog = demo._Progress([2.0, 2.0, 4.0], lines.append)
+    prog.start("training a")
+    prog.finish("trained a")
+    prog.start("training b")
+    assert re.match(r"\[\s*\d+ s\] stage 1/3: training a \(about 8 s left\)", lines[0]), lines[0]
+    assert re.match(r"\[\s*\d+ s\]   trained a \(\d+\.\d s\)", lines[1]), lines[1]
+    # stage a took ~0 s of its predicted 2: the speed is clamped at 5x the prediction, 6 s left -> 1 s
+    assert re.search(r"stage 2/3: training b \(about 1 s left\)", lines[2]), lines[2]
+    full = demo._stage_estimates(demo.plan(quick=False))
+    quick = demo._stage_estimates(demo.plan(quick=True))
+    assert len(full) == len(demo.plan().runs) + len(demo.plan().groups) and sum(quick) < sum(full)
