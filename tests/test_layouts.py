@@ -353,6 +353,32 @@ def test_hugging_face_trainer_folders_found_ordered_and_loaded_both_ways(hf_run)
     assert checkpoint_sha256(infos[0].path) == before
 
 
+def test_hugging_face_final_model_in_the_run_folder_itself(hf_run):
+    """Trainer.save_model(output_dir) / save_state() put the final model (and trainer_state.json)
+    beside the checkpoint-N folders: a copy of the last checkpoint, left out and listed."""
+    run, model, ds, mod = hf_run
+    last = scan(run).checkpoints[-1].path
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save_pretrained(run, max_shard_size="1KB")  # sharded: no shard is taken alone
+    assert len(list(run.glob("model-*.safetensors"))) > 1
+    shutil.copy(last / "trainer_state.json", run / "trainer_state.json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AmbiguousOrderWarning)
+        listing = scan(run)
+    assert [i.name for i in listing.checkpoints] == [p.name for p in sorted(
+        run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))]
+    assert [why for p, why in listing.skipped if p == run] == [
+        f"same position and same weights as {last.name}"]
+    (run / "trainer_state.json").unlink()  # save_model alone: no position recorded
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AmbiguousOrderWarning)
+        listing = scan(run)
+    assert len(listing.checkpoints) == 2
+    assert any(p == run and "run folder's own model files" in why for p, why in listing.skipped)
+    _same(mod.DigitsMLP.from_pretrained(run), load_checkpoint(run))
+
+
 def test_hugging_face_renamed_keys_are_the_librarys_business(hf_run):
     """A folder saved with legacy LayerNorm names (gamma/beta), which transformers maps to
     weight/bias on load for modules named LayerNorm: the library path loads it, the plain

@@ -233,12 +233,20 @@ def _walk(root: Path) -> Tuple[List[Tuple[int, Path]], List[Tuple[Path, str]]]:
         except OSError as exc:
             skipped.append((folder, f"could not be listed ({exc.strerror or exc})"))
             return
+        own: set = set()
+        if depth == 0 and folder_kind(folder) is not None:
+            # The run folder is itself a Hugging Face / accelerate folder (Trainer.save_model at
+            # the end of training): its weight files (and shards) are one checkpoint.
+            found.append((0, folder))
+            own = _weight_names(folder)
         for e in entries:
             p = folder / e.name
             try:
-                is_dir = e.is_dir()
+                is_dir = e.is_dir(follow_symlinks=False)  # no loops, no escape through links
                 is_file = e.is_file()
             except OSError:
+                continue
+            if e.name in own:
                 continue
             if is_dir:
                 if e.name.startswith(".") or e.name == "__pycache__":
@@ -260,6 +268,23 @@ def _walk(root: Path) -> Tuple[List[Tuple[int, Path]], List[Tuple[Path, str]]]:
 
     visit(root, 0)
     return found, skipped
+
+
+def _weight_names(folder: Path) -> set:
+    """Names of a checkpoint folder's weight files: the weight file and the shards its index lists."""
+    from infodyn.runs.load import FOLDER_WEIGHTS
+
+    names = {n for n in FOLDER_WEIGHTS if (folder / n).is_file()}
+    for index in [n for n in names if n.endswith(".index.json")]:
+        try:
+            import json
+
+            with open(folder / index, "rb") as fh:
+                weight_map = json.loads(fh.read(64 << 20)).get("weight_map") or {}
+            names |= {str(v) for v in weight_map.values()}
+        except (OSError, ValueError, AttributeError):
+            pass
+    return names
 
 
 def _candidates(root: Path, pattern: Optional[str]) -> Tuple[List[Path], List[Tuple[Path, str]]]:
@@ -337,9 +362,16 @@ def scan(run_dir: Union[str, Path], pattern: Optional[str] = None, *, read_conte
         raise ValueError(f"{root}: no checkpoint files found (looked for {looked})"
                          + (f"; found only: {seen}" if seen else ""))
 
-    rows = []
-    for path in files:
-        rows.append(_row(path, read_content=read_content, trust=trust))
+    rows = [_row(path, read_content=read_content, trust=trust) for path in files]
+    if len(rows) > 1:
+        # The run folder's own final model with no recorded position would spoil the order of
+        # the others: list it as skipped (a checkpoints: glob can still name it).
+        for r in rows:
+            if r["path"] == root and all(r[k] is None for k in ("c_epoch", "c_step", "f_epoch", "f_step")):
+                rows.remove(r)
+                skipped.append((root, "the run folder's own model files (saved at the end, no epoch "
+                                      "or step recorded); name them with a checkpoints: glob to use them"))
+                break
     listing = _order(root, rows)
     listing.skipped = skipped + listing.skipped
     if warn:
@@ -366,7 +398,8 @@ def _row(path: Path, *, read_content: bool, trust: bool) -> Dict[str, Any]:
     notes: List[str] = []
     if checkpoint_name(path) != path.name:
         notes.append("its name is not valid UTF-8 (shown with U+FFFD)")
-    if kind == "hf" and f_step is None and f_epoch is None and number is not None:
+    if (kind == "hf" and f_step is None and f_epoch is None and number is not None
+            and path.name.lower().startswith("checkpoint")):
         f_step = number  # Hugging Face Trainer names folders checkpoint-<global_step>
     meta: Dict[str, Any] = {}
     error = None
