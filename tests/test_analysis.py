@@ -167,8 +167,8 @@ def test_cli_success_prints_the_summary(runs, tmp_path, capsys):
     nc1 = df[df["measure"] == "nc1"]
     assert len(nc1) == 2 * 3 * 2 and (nc1["value"] > 0).all() and (nc1["task"] == "source").all()
     text = capsys.readouterr().out
-    assert "tanh  (2 seeds" in text and "fc1" in text and "fc2" in text
-    assert "final over-compression score" in text
+    # no transfer protocol was measured: one line per configuration says there is no verdict
+    assert "tanh" in text and "fc1" in text and "fc2" in text and "no verdict" in text
     assert (out / "information_plane.png").exists() and (out / "report.html").exists()
 
 

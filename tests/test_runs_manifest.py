@@ -32,7 +32,7 @@ def test_load_good_manifest_and_build(tmp_path):
     assert (m.model, m.data_source, m.data_target, m.layers, m.checkpoints) == (
         "infodyn.models:mlp", "ib12bit", "digits:5-9", ["fc1", "fc*"], "*.pt")
     assert m.model_kwargs == {"in_dim": 12, "hidden": [10, 7], "num_classes": 2}
-    assert m.path == tmp_path / "infodyn.yaml" and m.name == tmp_path.name and m.pool == "flatten"
+    assert m.path == tmp_path / "infodyn.yaml" and m.name == tmp_path.name and m.pool == "auto"
     assert load_manifest(tmp_path / "infodyn.yaml") == m  # the file itself works too
     model = build_model(m)
     assert isinstance(model, MLP) and not model.training
@@ -56,7 +56,7 @@ def test_unknown_keys_name_the_file_and_key(tmp_path):
     ("model: m:f\ndata: digits\nlayers: 3\n", "'layers' must be a list"),
     ("model: m:f\ndata: digits\nlayers: [a]\nmodel_kwargs: [1, 2]\n", "'model_kwargs' must be a mapping"),
     ("model: m:f\ndata: {target: digits}\nlayers: [a]\n", "missing required key 'data.source'"),
-    ("model: m:f\ndata: digits\nlayers: [a]\npool: max\n", "'pool' must be one of"),
+    ("model: m:f\ndata: digits\nlayers: [a]\npool: maxi\n", "'pool' must be one of"),
     ("model: m:f\ndata: digits\nlayers: [a]\nseed: -1\n", "'seed' must be an integer >= 0"),
     ("model: m:f\ndata: digits\nlayers: [a]\nseed: '3'\n", "'seed' must be an integer >= 0"),
     ("model: m:f\ndata: digits\nlayers: [a]\nseed: true\n", "'seed' must be an integer >= 0"),

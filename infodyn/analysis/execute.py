@@ -234,13 +234,23 @@ def _data_inputs(unit: Unit, ds, ref, digest: str, layers: List[str], rows: np.n
 
     def extract(names):
         return cached_features(fc, checkpoint=opts["ckpt_hash"], layers=names, dataset=str(ref),
-                               x=inputs(ds, rows), model=ckpt.model, pool=opts["pool"],
+                               x=_rows_view(ds, rows), model=ckpt.model, pool=opts["pool"],
                                batch_size=opts.get("batch_size", 512), device=opts.get("device", "auto"),
                                amp=bool(opts.get("amp")), data_digest=digest + array_digest(rows),
                                extra={"model": opts["model_digest"]}, mmap_bytes=MMAP_BYTES)
 
     feats = extract(layers)
     return {layer: DataInputs(feats[layer], rows, y_all, fold_list, user) for layer in layers}
+
+
+def _rows_view(ds, rows: np.ndarray):
+    """The inputs at ``rows``: an array for in-memory sets, else a view read batch by batch
+    during the forward pass (memory: one batch of inputs)."""
+    if _in_memory(ds):
+        return inputs(ds, rows)
+    from infodyn.data import concat
+
+    return concat([ds.split(s) for s in ("train", "val", "test")]).take(rows)
 
 
 def run_unit(unit: Unit) -> List[Dict[str, Any]]:

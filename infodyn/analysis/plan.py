@@ -226,7 +226,7 @@ def plan_units(runs: Sequence[Run], measures: Sequence[str], out: Optional[Path]
                 raise ValueError(f"{man.path}: key 'layers': {exc}") from None
         target = getattr(man, "data_target", None)
         ropts = {**opts, "source": man.data_source, "target": target, "has_target": bool(target),
-                 "pool": opts.get("pool") or getattr(man, "pool", None) or "flatten",
+                 "pool": opts.get("pool") or getattr(man, "pool", None) or "auto",
                  "model_digest": run.model_digest, "source_digest": data_digests[man.data_source],
                  "target_digest": data_digests.get(target) if target else None}
         hashes = []

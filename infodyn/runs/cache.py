@@ -104,7 +104,7 @@ class FeatureCache:
 
 
 def cached_features(cache: Optional[FeatureCache], *, checkpoint, layers: Sequence[str],
-                    dataset: str, x, model, pool: str = "flatten", amp: bool = False,
+                    dataset: str, x, model, pool: str = "auto", amp: bool = False,
                     transform: str = "none", batch_size: int = 512, device="auto",
                     data_digest: Optional[str] = None,
                     extra: Optional[Mapping[str, Any]] = None,
