@@ -75,9 +75,12 @@ def test_duplicate_positions_warn(tmp_path):
     torch.save({"state_dict": {"w": torch.ones(2)}, "epoch": 1}, tmp_path / "a.pt")
     _save(tmp_path / "b.pt", epoch=1)  # other weights at the same epoch: two runs mixed
     _save(tmp_path / "c.pt", epoch=0)
-    with pytest.warns(AmbiguousOrderWarning, match="share the same position.*a.pt, b.pt"):
+    with pytest.warns(AmbiguousOrderWarning) as got:
         infos = discover(tmp_path)
     assert _names(infos) == ["c.pt", "a.pt", "b.pt"]
+    kinds = {type(w.message).__name__: str(w.message) for w in got}
+    assert "share the same position (a.pt, b.pt)" in kinds["AmbiguousOrderWarning"]
+    assert "mix runs: a.pt, b.pt hold different weights" in kinds["MixedRunsWarning"]
 
 
 def test_no_numbers_anywhere_warns_and_sorts_by_name(tmp_path):
