@@ -11,7 +11,7 @@ from typing import Optional
 
 import pandas as pd
 
-from infodyn.plots import _plt, _write_png
+from infodyn.plots import _plt, _write_png, literal
 
 
 def _transfer(good: pd.DataFrame, layer: Optional[str]):
@@ -27,7 +27,7 @@ def _transfer(good: pd.DataFrame, layer: Optional[str]):
         layer = rows.groupby("layer")["value"].mean().idxmax()
     elif layer not in set(rows["layer"]):
         raise ValueError(f"no {name} rows for layer {layer!r}; layers with it: {sorted(set(rows['layer']))}")
-    return rows[rows["layer"] == layer], f"{name} ({task}, layer {layer})"
+    return rows[rows["layer"] == layer], f"{name} ({task}, layer {literal(layer)})"
 
 
 def sharpness_vs_transfer(df: pd.DataFrame, path, *, measure: str = "sharpness",
@@ -67,22 +67,22 @@ def sharpness_vs_transfer(df: pd.DataFrame, path, *, measure: str = "sharpness",
     for i, (run, s) in enumerate(sharp.groupby("run", sort=True)):
         c = colors[i % len(colors)]
         s = s.groupby("time")["value"].mean().sort_index()
-        ax.plot(s.index, s.to_numpy(), "-o", color=c, ms=3, label=f"{run}: {measure}")
+        ax.plot(s.index, s.to_numpy(), "-o", color=c, ms=3, label=f"{literal(run)}: {literal(measure)}")
         if acc is not None:
             a = acc[acc["run"] == run].groupby("time")["value"].mean().sort_index()
             if len(a):
-                ax2.plot(a.index, a.to_numpy(), "--s", color=c, ms=3, alpha=0.8, label=f"{run}: transfer")
+                ax2.plot(a.index, a.to_numpy(), "--s", color=c, ms=3, alpha=0.8, label=f"{literal(run)}: transfer")
                 both = pd.concat([s.rename("m"), a.rename("acc")], axis=1).dropna()
                 rx = axes[0, 1]
                 rx.plot(both["m"], both["acc"], "-", color=c, alpha=0.5, lw=1)
                 rx.scatter(both["m"], both["acc"], c=both.index.to_numpy(float), cmap="viridis", s=18,
-                                edgecolors=c, linewidths=0.8, label=run)
+                                edgecolors=c, linewidths=0.8, label=literal(run))
     if positive:
         ax.set_yscale("log")
     ax.set_xlabel(label)
     names = {"sharpness": "sharpness: top Hessian eigenvalue", "hessian_trace": "Hessian trace"}
-    ax.set_ylabel(names.get(measure, measure) + (" (log)" if positive else ""))
-    ax.set_title(f"{measure} (solid) and transfer accuracy (dashed)", fontsize=9)
+    ax.set_ylabel(names.get(measure, literal(measure)) + (" (log)" if positive else ""))
+    ax.set_title(f"{literal(measure)} (solid) and transfer accuracy (dashed)", fontsize=9)
     handles, labels = ax.get_legend_handles_labels()
     if ax2 is not None:
         ax2.set_ylabel("transfer accuracy [fraction]")
@@ -93,9 +93,9 @@ def sharpness_vs_transfer(df: pd.DataFrame, path, *, measure: str = "sharpness",
         rx = axes[0, 1]
         if positive:
             rx.set_xscale("log")
-        rx.set_xlabel(measure)
+        rx.set_xlabel(literal(measure))
         rx.set_ylabel(f"transfer accuracy [fraction]\n{acc_label}", fontsize=8)
-        rx.set_title(f"transfer vs {measure}, coloured by {label}", fontsize=9)
+        rx.set_title(f"transfer vs {literal(measure)}, coloured by {label}", fontsize=9)
         if rx.collections:
             fig.colorbar(rx.collections[-1], ax=rx, label=label)
     return _write_png(fig, path)

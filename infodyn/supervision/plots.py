@@ -24,6 +24,11 @@ def _plt():
     return plt
 
 
+def _lit(name) -> str:
+    """A name drawn literally (``$`` escaped: not matplotlib math text)."""
+    return str(name).replace("$", r"\$")
+
+
 def _signals(df) -> list:
     present = list(dict.fromkeys(df["signal"]))
     return [s for s in SIGNAL_ORDER if s in present] + [s for s in present if s not in SIGNAL_ORDER]
@@ -88,7 +93,7 @@ def plot_learning(learning, measures: Sequence[str] = ("source_acc", "transfer_a
             for s in _signals(sub):
                 ms = _mean_sd(sub[sub["signal"] == s], "budget")
                 ax.errorbar(ms["budget"], ms["mean"], yerr=ms["sd"], marker="o", ms=3, capsize=2,
-                            color=COLORS.get(s), label=s)
+                            color=COLORS.get(s), label=_lit(s))
             ref = learning[(learning["signal"] == "raw") & (learning["measure"] == measure)]
             if len(ref):
                 ax.axhline(ref["value"].mean(), color=COLORS["raw"], ls="--", lw=1, label="raw features")
@@ -98,7 +103,7 @@ def plot_learning(learning, measures: Sequence[str] = ("source_acc", "transfer_a
             ax.set_xticklabels([str(int(t)) for t in ticks])
             ax.minorticks_off()
             ax.set_xlabel("number of signals")
-            ax.set_title(f"{model}: {measure}", fontsize=10)
+            ax.set_title(f"{_lit(model)}: {_lit(measure)}", fontsize=10)
             if j == 0:
                 ax.set_ylabel("accuracy")
     axes[0, 0].legend(frameon=False, fontsize=8)
@@ -116,14 +121,14 @@ def plot_cost_benefit(curve):
         for s in _signals(sub):
             c = sub[sub["signal"] == s].sort_values("cost_seconds")
             ax.errorbar(c["cost_seconds"] / 60, c["value"], yerr=c["value_sd"], color=COLORS.get(s), marker="o",
-                        ms=3, capsize=2, label=s)
+                        ms=3, capsize=2, label=_lit(s))
             b = c[c["best"]]
             ax.scatter(b["cost_seconds"] / 60, b["value"], marker="*", s=160, color=COLORS.get(s),
                        edgecolor="k", zorder=5)
         ax.set_xscale("log")
         ax.set_xlabel("total annotation cost (minutes)")
-        ax.set_ylabel(str(sub["measure"].iloc[0]))
-        ax.set_title(f"{model}: cost-benefit (star = best at that cost)", fontsize=10)
+        ax.set_ylabel(_lit(sub["measure"].iloc[0]))
+        ax.set_title(f"{_lit(model)}: cost-benefit (star = best at that cost)", fontsize=10)
         ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
@@ -149,10 +154,10 @@ def plot_effects(info_sweep=None, learn_sweep=None, measure: str = "few_shot_acc
             for s in _signals(sub) if len(sub) else []:
                 c = sub[sub["signal"] == s].groupby("param_value")[["bits", "capacity_bits"]].mean().reset_index()
                 fin = np.isfinite(c["bits"])
-                ax.plot(c["param_value"][fin], c["bits"][fin], marker="o", ms=3, color=COLORS.get(s), label=s)
+                ax.plot(c["param_value"][fin], c["bits"][fin], marker="o", ms=3, color=COLORS.get(s), label=_lit(s))
                 capf = np.isfinite(c["capacity_bits"])
                 ax.plot(c["param_value"][capf], c["capacity_bits"][capf], ls=":", color=COLORS.get(s))
-            ax.set_title(f"I(signal; example) vs {p} (posterior: inf)", fontsize=9)
+            ax.set_title(f"I(signal; example) vs {_lit(p)} (posterior: inf)", fontsize=9)
             ax.set_xlabel(p)
             ax.set_ylabel("bits")
             ax.set_yscale("symlog", linthresh=1)
@@ -168,9 +173,9 @@ def plot_effects(info_sweep=None, learn_sweep=None, measure: str = "few_shot_acc
             for s in _signals(sub):
                 ms = _mean_sd(sub[sub["signal"] == s], "param_value")
                 ax.errorbar(ms["param_value"], ms["mean"], yerr=ms["sd"], marker="o", ms=3, capsize=2,
-                            color=COLORS.get(s), label=s)
+                            color=COLORS.get(s), label=_lit(s))
             budget = ",".join(str(b) for b in sorted(set(sub["budget"])))
-            ax.set_title(f"{measure} vs {p} (budget {budget})", fontsize=9)
+            ax.set_title(f"{_lit(measure)} vs {_lit(p)} (budget {budget})", fontsize=9)
             ax.set_xlabel(p)
         for ax in axes[r]:
             if ax.axison:
