@@ -673,6 +673,9 @@ def overcompression_parts(t: Any, y: Any, *, noise_var: float = 0.1, max_samples
     return parts, skipped, extra
 
 
+from infodyn.runs.extract import default_layer, layer_features  # noqa: E402  (re-exported)
+
+
 def _resolve_data(data: Any, name: str, seed: int) -> Tuple[Any, Any]:
     """(inputs, labels) from a pair or a data-set name (its test split)."""
     if isinstance(data, (str,)) or hasattr(data, "__fspath__"):
@@ -684,57 +687,6 @@ def _resolve_data(data: Any, name: str, seed: int) -> Tuple[Any, Any]:
         return data[0], data[1]
     raise ValueError(f"{name} must be an (inputs, labels) pair of arrays/tensors or a data-set name, "
                      f"got {type(data).__name__}")
-
-
-def default_layer(model) -> str:
-    """Name of the last ``nn.Linear`` in ``model`` (its *input* is the default layer)."""
-    import torch.nn as nn
-
-    names = [name for name, mod in model.named_modules() if isinstance(mod, nn.Linear)]
-    if not names:
-        raise ValueError(f"{type(model).__name__} has no nn.Linear layer; pass layer= (one of its module names)")
-    return names[-1]
-
-
-def layer_features(model, x: Any, layer: Optional[str] = None, *, use_input: Optional[bool] = None,
-                   batch_size: int = 1024, device: str = "auto") -> Tuple[np.ndarray, str]:
-    """Features of ``x`` at a layer: the module's output, or, for the default (``layer=None``),
-    the input of the last nn.Linear. Returns ((n, d) float64 array, description)."""
-    import torch
-
-    from infodyn.estimators import resolve_device
-
-    dev = resolve_device(device)
-    mods = dict(model.named_modules())
-    if layer is None:
-        layer, use_input = default_layer(model), True
-    elif layer not in mods:
-        import difflib
-
-        close = difflib.get_close_matches(layer, list(mods), n=5)
-        raise ValueError(f"layer {layer!r} is not in {type(model).__name__}; closest: {close or list(mods)[:10]}")
-    use_input = bool(use_input)
-    xt = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).float()
-    grabbed: List[torch.Tensor] = []
-
-    def hook(_m, inp, out):
-        v = inp[0] if use_input else out
-        grabbed.append(v.detach().flatten(1).double().cpu())
-
-    was_training = model.training
-    model.eval().to(dev)
-    handle = mods[layer].register_forward_hook(hook)
-    try:
-        with torch.no_grad():
-            for i in range(0, xt.shape[0], batch_size):
-                model(xt[i:i + batch_size].to(dev))
-    finally:
-        handle.remove()
-        model.train(was_training)
-    if not grabbed:
-        raise ValueError(f"layer {layer!r} was not called in the forward pass of {type(model).__name__}")
-    desc = f"input of {layer}" if use_input else layer
-    return torch.cat(grabbed).numpy(), desc
 
 
 def score_overcompression(model, data: Any, layer: Optional[str] = None, target: Any = None, *,
