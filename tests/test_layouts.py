@@ -379,6 +379,40 @@ def test_hugging_face_final_model_in_the_run_folder_itself(hf_run):
     _same(mod.DigitsMLP.from_pretrained(run), load_checkpoint(run))
 
 
+def test_init_writes_load_model_for_a_hugging_face_run(hf_run, capsys):
+    from infodyn.cli import main
+
+    run, model, ds, mod = hf_run
+    assert main(["init", str(run), "--model", "hf_digits_models:DigitsMLP.from_pretrained",
+                 "--load", "model", "--source", "digits"]) == 0
+    assert "layers (all top-level modules with parameters): fc1, LayerNorm, out" in capsys.readouterr().out
+    m = load_manifest(run)
+    assert m.load == "model" and m.layers == ["fc1", "LayerNorm", "out"]
+    _same(load_model(m, discover(run)[-1].path), model.state_dict())
+
+
+def test_init_writes_state_prefix(tmp_path, capsys):
+    from infodyn.cli import main
+
+    net = mlp(64, HIDDEN, 10)
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    state["criterion.weight"] = torch.ones(10)
+    torch.save({"epoch": 0, "global_step": 3, "pytorch-lightning_version": "2.6.6", "state_dict": state},
+               tmp_path / "epoch=0-step=3.ckpt")
+    assert main(["init", str(tmp_path), "--model", "infodyn.models:mlp", "--model-kwargs",
+                 "{in_dim: 64, hidden: [16], num_classes: 10}", "--source", "digits",
+                 "--layers", "fc1", "--state-prefix", "net"]) == 0
+    m = load_manifest(tmp_path)
+    assert m.state_prefix == "net." and m.load == "state_dict"
+    _same(load_model(m, tmp_path / "epoch=0-step=3.ckpt"), net.state_dict())
+    with pytest.raises(ValueError, match="'state_prefix' must be a sub-module prefix"):
+        write_manifest(tmp_path / "x", {"model": "infodyn.models:mlp", "data": "digits",
+                                        "layers": ["fc1"], "state_prefix": 3})
+    with pytest.raises(ValueError, match="'load' must be one of"):
+        write_manifest(tmp_path / "x", {"model": "infodyn.models:mlp", "data": "digits",
+                                        "layers": ["fc1"], "load": "pretrained"})
+
+
 def test_hugging_face_renamed_keys_are_the_librarys_business(hf_run):
     """A folder saved with legacy LayerNorm names (gamma/beta), which transformers maps to
     weight/bias on load for modules named LayerNorm: the library path loads it, the plain
