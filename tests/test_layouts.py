@@ -567,7 +567,7 @@ def test_listing_of_a_folder_with_several_kinds(tmp_path, capsys):
     text = buf.getvalue()
     assert "2 checkpoint(s) taken, 4 skipped" in text
     for needle in ("epoch000000.pt", "epoch000001.pt",
-                   "optimizer.pt: optimizer/scheduler/scaler/RNG state",
+                   "optimizer.pt: optimizer/scheduler/scaler/RNG/sampler state",
                    "latest.pt: a 'latest' copy at the position of epoch000001.pt",
                    "deeper/epoch000005.pt: in a sub-folder 1 level(s) below",
                    "other: another run (it has its own infodyn.yaml)"):

@@ -164,3 +164,13 @@ def test_missing_or_empty_folder(tmp_path):
     _save(tmp_path / "a.pt")
     with pytest.raises(ValueError, match=r"expected a folder"):
         discover(tmp_path / "a.pt")
+
+
+def test_fractional_epoch_and_trainer_side_files(tmp_path):
+    _save(tmp_path / "a.pt", epoch=0.5, step=5)
+    _save(tmp_path / "b.pt", epoch=1.0, step=10)
+    for name in ("optimizer_1.bin", "scheduler_1.bin", "sampler.bin", "dl_state_dict.bin",
+                 "rng_state_3.pth"):
+        _save(tmp_path / name)
+    infos = _no_warnings(discover, tmp_path)
+    assert _names(infos) == ["a.pt", "b.pt"] and [i.epoch for i in infos] == [0.5, 1]

@@ -53,6 +53,10 @@ MAX_DEPTH = 4  # sub-folder levels searched below the run folder when no pattern
 
 # Files that sit beside model checkpoints in common trainers but hold no model weights.
 _NOT_MODELS = {"optimizer", "scheduler", "scaler", "training_args", "trainer_state", "optim"}
+# ... and these name prefixes (accelerate: optimizer_1.bin, scheduler_1.bin, sampler.bin,
+# dl_state_dict.bin; Hugging Face: rng_state_0.pth).
+_NOT_MODEL_PREFIXES = ("rng_state", "optimizer_", "scheduler_", "sampler", "dl_state_dict",
+                       "random_states")
 # timm's CheckpointSaver writes these, then renames them.
 _TEMPORARIES = {"tmp.pth.tar", "recovery_tmp.pth.tar"}
 # Names of copies of another checkpoint (timm, Lightning's save_last, many scripts).
@@ -217,8 +221,8 @@ def _why_not(path: Path) -> Optional[str]:
     if name in _TEMPORARIES:
         return "timm's temporary file (renamed when the save completes)"
     stem = _stem(name).lower()
-    if stem in _NOT_MODELS or stem.startswith("rng_state"):
-        return "optimizer/scheduler/scaler/RNG state or training arguments, not model weights"
+    if stem in _NOT_MODELS or stem.startswith(_NOT_MODEL_PREFIXES):
+        return "optimizer/scheduler/scaler/RNG/sampler state or training arguments, not model weights"
     return None
 
 

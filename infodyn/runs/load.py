@@ -510,7 +510,8 @@ def extract_meta(top: Mapping) -> Dict[str, Any]:
     """epoch, step and source accuracy from a checkpoint's outer mapping (or safetensors header).
 
     Looks at the top level, then at a nested ``meta``/``metadata`` mapping. Returns a dict with
-    keys ``epoch`` (int or None), ``step`` (int or None), ``source_acc`` (float or None),
+    keys ``epoch`` (int, a float for a fractional epoch, or None), ``step`` (int or None),
+    ``source_acc`` (float or None),
     ``run_id`` (str or None: set by :class:`infodyn.hooks.CheckpointRecorder`), ``extra`` (other
     scalar entries) and ``warnings`` (stored values that were ignored, e.g. an epoch of 1e300).
     """
@@ -537,7 +538,8 @@ def extract_meta(top: Mapping) -> Dict[str, Any]:
             elif isinstance(v, str) and len(v) < 200:
                 extra[k] = v
     run_id = top.get("run_id")
-    return {"epoch": find(EPOCH_KEYS, _position), "step": find(STEP_KEYS, _position),
+    return {"epoch": find(EPOCH_KEYS, lambda v: _position(v, fraction=True)),
+            "step": find(STEP_KEYS, _position),
             "source_acc": find(ACC_KEYS, lambda v: (_scalar(v), None)),
             "run_id": run_id if isinstance(run_id, str) else None,
             "extra": extra, "warnings": problems}
