@@ -15,13 +15,12 @@ import warnings
 from contextlib import redirect_stdout
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from infodyn.models import mlp
-from infodyn.runs import (AmbiguousOrderWarning, CheckpointError, MixedRunsWarning, apply_state,
-                          build_model, checkpoint_sha256, discover, load_checkpoint,
+from infodyn.runs import (AmbiguousOrderWarning, CheckpointError, apply_state,
+                          checkpoint_sha256, discover, load_checkpoint,
                           load_checkpoint_with_meta, load_manifest, load_model, scan,
                           write_manifest)
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from infodyn.runs.load import (CHECKPOINT_SUFFIXES, MAX_POSITION, checkpoint_name, folder_kind,
+from infodyn.runs.load import (CHECKPOINT_SUFFIXES, checkpoint_name, folder_kind,
                                is_checkpoint_name, read_meta)
 
 __all__ = ["CheckpointInfo", "AmbiguousOrderWarning", "MixedRunsWarning", "RunListing", "discover",
