@@ -41,7 +41,7 @@ def run(args) -> int:
     mpath = Path(args.table).parent / "manifests.json"
     if mpath.is_file():
         manifests = json.loads(mpath.read_text())
-    path = report.write_report(df, out / "report.html", figs, manifests=manifests)
+    path = report.write_report(df, out / "report.html", figs, manifests=manifests, csv=Path(args.table))
     for p in list(figs.values()) + [path]:
         print(p)
     return 0
