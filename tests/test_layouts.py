@@ -223,6 +223,25 @@ def test_timm_checkpoint_saver_layout(tmp_path):
         assert row.value == pytest.approx(_direct_acc(model, ds), abs=1e-12)
 
 
+def test_timm_recovery_file_sits_inside_its_epoch(tmp_path):
+    """A crash leaves recovery-E-B.pth.tar (batch B of epoch index E): after checkpoint-(E-1)."""
+    net = mlp(4, (3,), 2)
+    for epoch in (0, 1):
+        torch.save({"epoch": epoch, "arch": "mlp", "version": 2,
+                    "state_dict": {k: v + epoch for k, v in net.state_dict().items()}},
+                   tmp_path / f"checkpoint-{epoch}.pth.tar")
+    torch.save({"epoch": 2, "arch": "mlp", "version": 2,
+                "state_dict": {k: v + 7 for k, v in net.state_dict().items()}},
+               tmp_path / "recovery-2-50.pth.tar")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AmbiguousOrderWarning)
+        infos = discover(tmp_path)
+    assert [i.name for i in infos] == ["checkpoint-0.pth.tar", "checkpoint-1.pth.tar",
+                                       "recovery-2-50.pth.tar"]
+    assert [i.epoch for i in infos] == [1, 2, 2]
+    assert "mid-epoch" in infos[-1].convention
+
+
 def test_timm_namespace_is_the_only_object_let_through(tmp_path):
     import datetime
 

@@ -413,7 +413,10 @@ def _row(path: Path, *, read_content: bool, trust: bool) -> Dict[str, Any]:
         except Exception as exc:  # one bad checkpoint must not stop the listing
             error = str(exc) or type(exc).__name__
     notes += list(meta.get("warnings") or [])
-    return dict(path=path, c_epoch=meta.get("epoch"), c_step=meta.get("step"),
+    # timm's recovery-E-B (batch B of epoch E, saved mid-epoch) comes after the end of epoch E - 1
+    sub = number if (meta.get("kind") == "timm" and path.name.startswith("recovery")
+                     and n_bare >= 2) else None
+    return dict(path=path, sub=sub, c_epoch=meta.get("epoch"), c_step=meta.get("step"),
                 f_epoch=f_epoch, f_step=f_step, number=number, n_bare=n_bare,
                 acc=meta.get("source_acc"), error=error, kind=meta.get("kind") or kind,
                 convention=meta.get("convention", ""), epoch_stored=meta.get("epoch_stored"),
@@ -435,7 +438,8 @@ def _order(root: Path, rows) -> RunListing:
     if primary:
         secondary = "epoch" if primary == "step" else "step"
         keyed = [((value(r, primary)[0],
-                   value(r, secondary)[0] if value(r, secondary)[0] is not None else -1), r,
+                   value(r, secondary)[0] if value(r, secondary)[0] is not None
+                   else r.get("sub") if r.get("sub") is not None else -1), r,
                   value(r, primary)[1]) for r in rows]
         # Unreadable files (reported through .error) take their place from the name silently.
         sources = {s for _, r, s in keyed if r["error"] is None}
