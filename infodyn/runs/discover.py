@@ -376,7 +376,7 @@ def scan(run_dir: Union[str, Path], pattern: Optional[str] = None, *, read_conte
                 skipped.append((root, "the run folder's own model files (saved at the end, no epoch "
                                       "or step recorded); name them with a checkpoints: glob to use them"))
                 break
-    listing = _order(root, rows)
+    listing = _order(root, rows, trust=trust)
     listing.skipped = skipped + listing.skipped
     if warn:
         for c in listing.checkpoints:
@@ -423,7 +423,7 @@ def _row(path: Path, *, read_content: bool, trust: bool) -> Dict[str, Any]:
                 notes=notes, run_id=meta.get("run_id"))
 
 
-def _order(root: Path, rows) -> RunListing:
+def _order(root: Path, rows, *, trust: bool = False) -> RunListing:
     notes: List[str] = []
 
     def checkpoint_name(p: Path) -> str:  # names relative to the run folder in every note
@@ -462,7 +462,7 @@ def _order(root: Path, rows) -> RunListing:
                      "file; ordered by name")
 
     keyed.sort(key=lambda t: (t[0], _natural_key(checkpoint_name(t[1]["path"]))))
-    keyed, skipped, mixed = _drop_copies(keyed, checkpoint_name)
+    keyed, skipped, mixed = _drop_copies(keyed, checkpoint_name, trust=trust)
     keys = [k for k, _, _ in keyed]
     dupes = sorted({k for k in keys if keys.count(k) > 1})
     if dupes:
@@ -501,7 +501,7 @@ def _is_alias(path: Path) -> bool:
     return _stem(path.name).lower() in _ALIASES
 
 
-def _drop_copies(keyed, checkpoint_name=checkpoint_name):
+def _drop_copies(keyed, checkpoint_name=checkpoint_name, *, trust: bool = False):
     """Leave out copies among checkpoints that share a position: alias-named files (last,
     best, ...) beside a regular one, and files whose weights equal one already kept. Returns
     (kept, skipped, names of different-weight ties that suggest mixed runs)."""
@@ -526,7 +526,7 @@ def _drop_copies(keyed, checkpoint_name=checkpoint_name):
                 skipped.append((r["path"], f"a '{_stem(r['path'].name)}' copy at the position of "
                                            f"{checkpoint_name(regular[0][1]['path'])}"))
                 continue
-            twin = next((k for k in taken if _same_weights(k[1]["path"], r["path"])), None)
+            twin = next((k for k in taken if _same_weights(k[1]["path"], r["path"], trust)), None)
             if twin is not None:
                 skipped.append((r["path"], f"same position and same weights as "
                                            f"{checkpoint_name(twin[1]['path'])}"))
@@ -538,7 +538,7 @@ def _drop_copies(keyed, checkpoint_name=checkpoint_name):
     return kept, skipped, mixed
 
 
-def _same_weights(a: Path, b: Path) -> bool:
+def _same_weights(a: Path, b: Path, trust: bool = False) -> bool:
     """Whether two checkpoints hold the same bytes, or the same tensors (unreadable: False)."""
     from infodyn.runs.load import checkpoint_sha256, load_checkpoint
 
@@ -547,7 +547,7 @@ def _same_weights(a: Path, b: Path) -> bool:
             return True
         import torch
 
-        sa, sb = load_checkpoint(a), load_checkpoint(b)
+        sa, sb = load_checkpoint(a, trust=trust), load_checkpoint(b, trust=trust)
         return set(sa) == set(sb) and all(
             sa[k].shape == sb[k].shape and sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k])
             for k in sa)
