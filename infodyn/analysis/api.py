@@ -75,11 +75,11 @@ def _preflight(runs: Sequence[Run], measures: Sequence[str], params: Dict[str, D
 def _check_first_checkpoint(run: Run, trust: bool) -> None:
     """Loads the run's first checkpoint into its model; when it fails and the last one fails the
     same way, nothing can succeed: stop with one message."""
-    from infodyn.runs import apply_state, build_model, load_checkpoint
+    from infodyn.runs import load_model
 
     def attempt(ck) -> Optional[str]:
         try:
-            apply_state(build_model(run.manifest), load_checkpoint(ck.path, trust=trust), ck.path)
+            load_model(run.manifest, ck.path, trust=trust)
         except Exception as exc:
             return f"{type(exc).__name__}: {exc}"
         return None
@@ -115,7 +115,8 @@ def analyze(run_dirs, measures: Union[None, str, Sequence[str]] = None, out: Uni
             (information-plane methods, ``linear_probe``, ``knn``, ``fewshot_probe``, ``rankme``,
             ``nc1``, ``overcompression``, ``source_acc``, the landscape measures); default
             :data:`DEFAULT_MEASURES`.
-        out: output folder (results.csv (+ .parquet), ``units/`` and ``features/`` caches). It must
+        out: output folder (results.csv (+ .parquet), ``checkpoints.txt`` (what discovery took and
+            skipped in each run, and why), ``units/`` and ``features/`` caches). It must
             be new, empty or written by infodyn analyze before: a user's files are never
             overwritten. None keeps everything in memory (no cache).
         jobs: parallel worker processes (joblib), each taking whole checkpoints; -1 = one per CPU.
@@ -209,6 +210,7 @@ def analyze(run_dirs, measures: Union[None, str, Sequence[str]] = None, out: Uni
         from infodyn._atomic import atomic_write_text
 
         atomic_write_text(outp / "manifests.json", json.dumps({r.name: r.manifest_text for r in runs}, indent=1))
+        atomic_write_text(outp / "checkpoints.txt", "".join(f"# {r.name} ({r.path})\n{r.listing}\n\n" for r in runs))
     return df
 
 

@@ -153,14 +153,13 @@ class Checkpoint:
 
     def model(self):
         if self._model is None:
-            from infodyn.runs import apply_state, build_model, load_checkpoint
+            from infodyn.runs import checkpoint_name, load_model
 
             u = self.unit
             try:
-                model = build_model(u.manifest)
-                apply_state(model, load_checkpoint(u.checkpoint, trust=u.options.get("trust", False)), u.checkpoint)
+                model = load_model(u.manifest, u.checkpoint, trust=u.options.get("trust", False))
             except Exception as exc:
-                raise CheckpointFailed(f"{Path(u.checkpoint).name}: {type(exc).__name__}: {exc}") from exc
+                raise CheckpointFailed(f"{checkpoint_name(u.checkpoint)}: {type(exc).__name__}: {exc}") from exc
             self._model = model.eval()
         return self._model
 
@@ -323,7 +322,9 @@ def _layer_jobs(unit: Unit, jobs: List[Job], ckpt: Checkpoint, seed: int) -> Lis
     except CheckpointFailed as exc:
         return [r for j in jobs for r in error_rows(unit, j, str(exc))]
     except Exception as exc:
-        msg = f"{Path(unit.checkpoint).name}: features of layer(s) {', '.join(map(repr, layers))}: {type(exc).__name__}: {exc}"
+        from infodyn.runs import checkpoint_name
+
+        msg = f"{checkpoint_name(unit.checkpoint)}: features of layer(s) {', '.join(map(repr, layers))}: {type(exc).__name__}: {exc}"
         return [r for j in jobs for r in error_rows(unit, j, msg)]
 
     rows = []
@@ -343,20 +344,20 @@ def _landscape(unit: Unit, jobs: List[Job], ckpt: Checkpoint, seed: int) -> List
     their jobs. ``weight_distance_init`` is measured from the run's first checkpoint,
     ``weight_distance_prev`` and ``loss_barrier`` from the previous one (none on the first)."""
     from infodyn.landscape.measures import checkpoint_measures, measure_names
-    from infodyn.runs import load_checkpoint
+    from infodyn.runs import checkpoint_name, load_checkpoint
 
     opts = unit.options
-    trust = opts.get("trust", False)
+    kw = {"trust": opts.get("trust", False), "state_prefix": getattr(unit.manifest, "state_prefix", None)}
     try:
         src = dataset(opts["source"], seed)
-        prev = load_checkpoint(opts["prev_ckpt"], trust=trust) if opts.get("prev_ckpt") else None
-        first = load_checkpoint(opts["first_ckpt"], trust=trust) if opts.get("first_ckpt") else None
+        prev = load_checkpoint(opts["prev_ckpt"], **kw) if opts.get("prev_ckpt") else None
+        first = load_checkpoint(opts["first_ckpt"], **kw) if opts.get("first_ckpt") else None
         train = positions(src)["train"]
         recs = checkpoint_measures(ckpt.model(), None, prev, first, inputs(src, train), labels(src)[train],
                                    [j.measure for j in jobs], seed=seed, device=opts.get("device", "auto"),
                                    options=opts.get("landscape_options"))
     except Exception as exc:  # bad options, data or reference checkpoints: every landscape row says why
-        msg = f"{Path(unit.checkpoint).name}: {type(exc).__name__}: {exc}"
+        msg = f"{checkpoint_name(unit.checkpoint)}: {type(exc).__name__}: {exc}"
         return [r for j in jobs for r in error_rows(unit, j, msg)]
     rows = []
     for job in jobs:

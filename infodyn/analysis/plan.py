@@ -41,6 +41,7 @@ class Run:
     checkpoints: List[Any]
     layers: List[str] = field(default_factory=list)
     model_digest: str = ""
+    listing: str = ""  # what discovery took and skipped, and why (``RunListing.format()``)
 
 
 def _is_run(p: Path) -> bool:
@@ -81,7 +82,7 @@ def seed_and_config(name: str) -> Tuple[Optional[int], str]:
 def open_runs(run_dirs) -> List[Run]:
     """Reads each run's manifest (fresh from disk: an edited manifest is always seen) and
     discovers its checkpoints (errors name the folder)."""
-    from infodyn.runs import discover, load_manifest
+    from infodyn.runs import load_manifest, scan
 
     paths = expand_run_dirs(run_dirs)
     manifests = [load_manifest(p) for p in paths]
@@ -96,10 +97,10 @@ def open_runs(run_dirs) -> List[Run]:
             seed = manifest.seed
         if manifest.config is not None:
             config = manifest.config
-        ckpts = discover(p, manifest.checkpoints)
-        if not ckpts:
-            raise ValueError(f"{p}: no checkpoint files found")
-        runs.append(Run(p, name, config, seed, manifest, text, list(ckpts)))
+        listing = scan(p, manifest.checkpoints)
+        if not listing.checkpoints:
+            raise ValueError(f"{p}: no checkpoint files found\n{listing.format()}")
+        runs.append(Run(p, name, config, seed, manifest, text, list(listing.checkpoints), listing=listing.format()))
     return runs
 
 
@@ -169,7 +170,9 @@ class Unit:
         return list(dict.fromkeys(j.layer for j in self.jobs))
 
     def base_row(self, layer: str) -> Dict[str, Any]:
-        return {"run": self.run, "config": self.config, "seed": self.seed, "checkpoint": Path(self.checkpoint).name,
+        from infodyn.runs import checkpoint_name
+
+        return {"run": self.run, "config": self.config, "seed": self.seed, "checkpoint": checkpoint_name(self.checkpoint),
                 "order": self.order, "epoch": self.epoch, "step": self.step, "layer": layer, "task": "",
                 "value": math.nan, "ci_low": math.nan, "ci_high": math.nan, "method": "", "params": "{}",
                 "n": 0, "seconds": 0.0, "error": ""}
@@ -210,7 +213,7 @@ def plan_units(runs: Sequence[Run], measures: Sequence[str], out: Optional[Path]
     """One unit per checkpoint of every run, holding every job (cached or not), in a fixed order.
 
     ``data_digests`` maps each data reference to its content digest."""
-    from infodyn.runs import build_model, file_sha256, resolve_layers
+    from infodyn.runs import build_model, checkpoint_sha256, resolve_layers
 
     units = []
     layer_measures = [m for m in measures if registry.get(m).scope == "layer"]
@@ -232,7 +235,7 @@ def plan_units(runs: Sequence[Run], measures: Sequence[str], out: Optional[Path]
         hashes = []
         for ck in run.checkpoints:
             try:
-                hashes.append(file_sha256(Path(ck.path)))
+                hashes.append(checkpoint_sha256(Path(ck.path)))
             except OSError as exc:
                 hashes.append(f"unreadable-{exc.errno}")
         for order, ck in enumerate(run.checkpoints):
