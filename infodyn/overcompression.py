@@ -80,8 +80,10 @@ class OvercompressionScore:
         skipped: components left out, with the reason (none at present).
         extra: numbers behind the score and diagnostics: ``effective_rank`` (r),
             ``adjusted_rank`` (r_adj), ``nc1``, ``class_separation_r2`` (Kornblith et al. 2021,
-            not in the score), and with a target ``target_nc1``, ``target_effective_rank``,
-            ``target_n``, ``target_num_classes``.
+            not in the score), ``score``, and with a target ``target_nc1``,
+            ``target_effective_rank``, ``target_n``, ``target_num_classes`` and
+            ``target_knn_acc`` (k-NN accuracy between two seeded halves of the target rows; a
+            diagnostic, not in the score).
     """
 
     score: float
@@ -211,6 +213,17 @@ def _checked(t: Any, y: Any, what: str, max_samples: int, seed: int):
     return a, ya, classes
 
 
+def _half_knn(a: np.ndarray, ya: np.ndarray, seed: int, device: Any) -> float:
+    """Diagnostic (not in the score): k-NN accuracy (cosine, k = min(20, half)) of one seeded half
+    of the target rows predicting the other half."""
+    from infodyn.transfer import knn_accuracy
+
+    idx = np.random.default_rng(seed).permutation(a.shape[0])
+    half = a.shape[0] // 2
+    tr, te = idx[:half], idx[half:]
+    return float(knn_accuracy(a[tr], ya[tr], a[te], ya[te], k=min(20, half), device=device).accuracy)
+
+
 # ----------------------------------------------------------------------------------------------
 # the score
 
@@ -245,7 +258,8 @@ def overcompression_parts(t: Any, y: Any, *, target: Optional[Tuple[Any, Any]] =
         u, nct = confusion(ta, tya, device=device)
         parts["target_confusion"] = u
         extra.update({"target_nc1": nct, "target_effective_rank": effective_rank(ta, device=device),
-                      "target_n": float(ta.shape[0]), "target_num_classes": float(tclasses)})
+                      "target_n": float(ta.shape[0]), "target_num_classes": float(tclasses),
+                      "target_knn_acc": _half_knn(ta, tya, seed, device)})
         adj = adj / u ** TARGET_WEIGHT if u > 0 else (math.inf if adj > 0 else 0.0)
     extra["adjusted_rank"] = adj
     extra["score"] = floor / max(adj, floor)

@@ -172,6 +172,7 @@ def test_score_of_a_model_uses_the_input_of_the_last_linear_and_the_target():
     yt = (xt[:, 0] > 0).astype(int)  # a target the layer can separate
     aware = oc.score_overcompression(model, (x, y), target=(xt, yt), device="cpu")
     assert aware.target_aware and aware.score != res.score and 0 <= aware.score <= 1
+    assert 0.0 <= aware.extra["target_knn_acc"] <= 1.0
     with pytest.raises(ValueError, match="closest"):
         oc.score_overcompression(model, (x, y), layer="fc9")
     with pytest.raises(ValueError, match="pair"):
