@@ -177,3 +177,14 @@ def test_mc_is_seeded_and_its_labels_match_dense_reference():
     # and its closeness to the upper bound on a well-separated case)
     yc = x[:, :1] + 0.3 * r.normal(size=(90, 1))
     assert np.isfinite(estimate_mi(x, yc, method="kde", bound="mc", noise_var=0.2).nats)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu_for_mc_and_relative():
+    r = np.random.default_rng(9)
+    x, y = np.maximum(r.normal(size=(2000, 16)), 0) * 50.0, r.integers(0, 5, size=2000)
+    for kw in (dict(bound="mc", n_mc=2, scale="relative_total", noise_var=0.03), dict(scale="relative", noise_var=0.1)):
+        a = estimate_mi(x, y, method="kde", device="cpu", **kw).nats
+        b = estimate_mi(x, y, method="kde", device="cuda", **kw).nats
+        assert a == pytest.approx(b, abs=1e-9)
