@@ -235,7 +235,7 @@ def run_demo(out="infodyn_demo", quick: bool = False, jobs: int = 1, device: str
     from infodyn import plots, report
     from infodyn._atomic import atomic_write_text
     from infodyn.analysis import analyze, write_table
-    from infodyn.tradeoff import format_summary, format_verdicts, onset, verdicts
+    from infodyn.tradeoff import format_verdicts, verdicts
 
     out = prepare_out(Path(out))
     p = plan(quick)
@@ -275,12 +275,6 @@ def run_demo(out="infodyn_demo", quick: bool = False, jobs: int = 1, device: str
                                settings=settings)
     log("")
     log(format_verdicts(verdicts(df)))
-    summary = onset(df)
-    with_target = set(df.loc[df["task"] == "target", "config"])
-    summary = summary[summary["config"].isin(with_target)] if len(summary) else summary
-    if len(summary):  # when transfer peaked and I(X;T) turned down, for the runs that have a target
-        log("")
-        log(format_summary(summary))
     log("")
     log(f"{len(df)} rows -> {out / 'results.csv'}")
     log(f"figures -> {', '.join(str(f) for f in figs.values())}")
