@@ -366,7 +366,9 @@ def estimate_mi(
             that give their own interval (the neural bounds) report that instead.
         n_boot: resampling replicates.
         **params: method parameters. Shared names: ``k`` (neighbours), ``n_bins``,
-            ``bin_width``, ``noise_var``, ``alpha``, ``seed``, ``device`` ("auto" = CUDA when present).
+            ``bin_width``, ``noise_var``, ``alpha``, ``scale``; every method accepts ``seed`` and
+            ``device`` ("auto" = CUDA when present). A name the method does not take raises
+            ValueError naming the closest valid ones (``infodyn.estimators.parameters(method)``).
 
     Returns:
         MIEstimate with ``nats``, ``bits``, ``ci``, ``method``, ``params``, ``n``, ``seconds``.
