@@ -189,9 +189,9 @@ def _saturation_mark(ax, log2n: float, axis: str = "x", n: Optional[int] = None)
     line(log2n, color="tab:red", lw=0.9, ls=":", zorder=0)
     note = f"saturated: log2 n = {log2n:.2f} bits" + (f" (n = {n})" if n else "")
     if axis == "x":
-        ax.text(lo, 0.5, note + " ", transform=ax.get_xaxis_transform(), rotation=90, fontsize=6.5,
-                ha="right", va="center", color="tab:red", zorder=5,
-                bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.6))
+        ax.text(lo, 0.98, note + " ", transform=ax.get_xaxis_transform(), rotation=90, fontsize=6.5,
+                ha="right", va="top", color="tab:red", zorder=5,
+                bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.75))
     else:
         ax.text(0.02, lo, note, transform=ax.get_yaxis_transform(), fontsize=6.5, ha="left", va="top",
                 color="tab:red", zorder=5)
