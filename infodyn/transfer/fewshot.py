@@ -23,10 +23,11 @@ directions that a learner with few labels cannot use (this is what makes it a di
 from :func:`infodyn.transfer.linear_probe`). On standardised features ``l2 = 1`` weighs the
 penalty like the data term of one unit-variance direction. Measured on the fc2 checkpoints of
 benchmarks/known_runs.py (5 shots, 20 draws, digits 5-9): over l2 = 0.01 ... 100 the accuracies
-move by up to 0.1 but every strength shows the same shape over training (the trade-off run falls
-from 0.65-0.80 to 0.47-0.56, the holds run stays within 0.73-0.83); l2 = 1 was the best of that grid on
-the holds run and mid-range on the trade-off run. A closed form keeps the probe cheap (about
-4-8 ms for 20 draws of 25 rows on one CPU thread), since it runs for every checkpoint and layer.
+move by up to 0.1 but every strength shows the same shape over training (seed 0: the trade-off
+run falls from 0.65-0.73 to 0.47-0.56, the holds run stays within 0.73-0.83); l2 = 1 was the best
+of that grid on the holds run and mid-range on the trade-off run. A closed form keeps the probe
+cheap (about 4-8 ms for 20 draws of 25 rows on one CPU thread), since it runs for every
+checkpoint and layer.
 
 Interval: ``ci_low``/``ci_high`` is the Student-t 95 % interval of the mean over the draws
 (t quantile with draws - 1 degrees of freedom on the per-draw accuracies). It measures the
