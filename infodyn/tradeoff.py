@@ -413,8 +413,8 @@ def verdicts(df: pd.DataFrame, level: float = 0.95, min_effect: float = MIN_EFFE
     """Did training over-compress? One verdict per (config, layer, transfer protocol).
 
     The trigger is the transfer curve itself, never I(X;T). For each protocol present in the
-    table (``linear_probe_acc``, ``knn_acc``, ``fewshot_probe_acc`` on the ``target`` task; when
-    the table has no target rows, the same measures on the source's held-out split), the runs of
+    table (``linear_probe_acc``, ``knn_acc``, ``fewshot_probe_acc`` on the ``target`` task; for a
+    configuration without target rows, the same measures on the source's held-out split), the runs of
     one ``config`` (its seeds) are averaged per time and:
 
     * **peak** = the first maximum of the seed-mean curve before the last checkpoint, at time
@@ -448,7 +448,6 @@ def verdicts(df: pd.DataFrame, level: float = 0.95, min_effect: float = MIN_EFFE
     """
     good = ok_rows(df)
     label = good.attrs.get("time_label", "epoch")
-    tasks = ["target"] if ((good["task"] == "target") & good["measure"].isin(protocols)).any() else ["source"]
     src_m, src_t = _pick(good, SOURCE_PREFERENCE)
     mi = good[good["measure"] == IXT]
     ixt_method = (sorted(mi["method"].unique(), key=lambda m: (m != "kde", m != "binning", m))[0]
@@ -457,6 +456,7 @@ def verdicts(df: pd.DataFrame, level: float = 0.95, min_effect: float = MIN_EFFE
     rows: List[Dict[str, Any]] = []
     for config in sorted(good["config"].unique()):
         cg = good[good["config"] == config]
+        tasks = ["target"] if ((cg["task"] == "target") & cg["measure"].isin(protocols)).any() else ["source"]
         src_rows = cg[(cg["measure"] == src_m) & (cg["task"] == src_t)] if src_m else cg.iloc[:0]
         for layer in layers_all:
             lg = cg[cg["layer"] == layer]

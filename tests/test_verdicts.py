@@ -132,6 +132,9 @@ def test_protocols_tasks_evidence_and_missing_measures():
     src_only = table([FALL] * 2, task="source")
     r = tr.verdicts(src_only).iloc[0]
     assert r.task == "source" and r.verdict == "over-compression"
+    # ... chosen per configuration: one with a target beside one without
+    mixed = tr.verdicts(pd.concat([table([FALL] * 2, config="a"), table([FALL] * 2, task="source", config="b")]))
+    assert mixed.set_index("config")["task"].to_dict() == {"a": "target", "b": "source"}
     text = tr.format_verdicts(v)
     assert "cfg  (2 seeds; over-compression in 1 of 2" in text and "fc1" in text
     with pytest.raises(ValueError, match="lacks column"):
