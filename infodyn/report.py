@@ -155,9 +155,16 @@ def _manifest_data(manifests: Optional[Dict[str, str]]) -> Dict[str, Dict[str, A
 def _settings_section(df: pd.DataFrame, manifests: Optional[Dict[str, str]], settings: Optional[Dict]) -> str:
     parts = []
     if settings:
-        parts.append("<h3>Analysis settings</h3>" + _html_table(
-            [[_e(k), _e(json.dumps(v, default=str) if not isinstance(v, str) else v)] for k, v in settings.items()],
-            ["setting", "value"]))
+        def show(v, top=True) -> str:
+            if isinstance(v, dict):
+                inner = ("; " if top else ", ").join(f"{k}: {show(x, False)}" for k, x in v.items())
+                return inner if top else ("{" + inner + "}" if inner else "defaults")
+            if isinstance(v, (list, tuple)):
+                return ", ".join(map(str, v)) if top else "[" + ", ".join(map(str, v)) + "]"
+            return v if isinstance(v, str) else json.dumps(v, default=str)
+
+        parts.append("<h3>Analysis settings</h3>" + _html_table([[_e(k), _e(show(v))] for k, v in settings.items()],
+                                                                ["setting", "value"]))
     # runs
     parsed = _manifest_data(manifests)
     rows = []
