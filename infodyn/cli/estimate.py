@@ -48,16 +48,16 @@ def add_parser(sub) -> None:
     p.add_argument("x", help="samples of X: .npy, .csv or .txt, shape (n,) or (n, dx)")
     p.add_argument("y", help="samples of Y (integer labels are treated as discrete)")
     p.add_argument("--method", default="ksg", help="estimator name (list them with `infodyn estimators`)")
-    p.add_argument("--k", type=int, help="neighbours for ksg (default 3) and for the k-NN entropy estimators")
+    p.add_argument("--k", type=int, help="neighbours for ksg (default 3)")
     p.add_argument("--n-bins", dest="n_bins", type=int, help="bins per dimension for binning (default 30)")
     p.add_argument("--bin-width", dest="bin_width", type=float,
                    help="bin width for binning with bin_rule fixed_width (instead of --n-bins)")
     p.add_argument("--noise-var", dest="noise_var", type=float,
-                   help="variance of the Gaussian noise added to X for kde / kde_lower (the resolution)")
+                   help="variance of the Gaussian noise added to X for kde and kde_lower: the resolution")
     p.add_argument("--alpha", type=float, help="order of the Renyi entropy for renyi (default 1.01), or the "
                                                "InfoNCE/TUBA mix for interpolated")
-    p.add_argument("--seed", type=int, help="seed of every random choice (subsampling, critic training; "
-                                            "default: the method's, 0)")
+    p.add_argument("--seed", type=int, help="seed of every random choice: subsampling, critic training "
+                                            "(default 0)")
     p.add_argument("--device", help='"auto" (CUDA when present), "cpu" or "cuda" (default: auto)')
     p.add_argument("--ci", type=float, metavar="LEVEL",
                    help="also a confidence interval at this level, e.g. 0.95: a bootstrap over rows for "
