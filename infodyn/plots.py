@@ -213,22 +213,35 @@ def _panel_keys(frame: pd.DataFrame) -> List[Tuple[str, str]]:
     return sorted({(str(c), str(l)) for c, l in zip(frame["config"], frame["layer"])})
 
 
-def _rows_by_config(keys: List[Tuple[str, str]], size=(4.0, 3.1)):
-    """One row of panels per configuration, one column per layer (no wrapping mid-config)."""
+#: Panels per row before a block of panels wraps onto the next row.
+MAX_COLS = 6
+
+
+def _block_grid(blocks: List[list], size=(4.0, 3.1), max_cols: int = MAX_COLS):
+    """A grid where each block of panel keys starts on a new row and wraps after ``max_cols``
+    panels; returns (figure, {key: axes}); unused cells are hidden."""
     plt = _plt()
-    configs = sorted({c for c, _ in keys})
-    per = {c: [k for k in keys if k[0] == c] for c in configs}
-    ncols = max(len(v) for v in per.values())
-    fig, axes = plt.subplots(len(configs), ncols, figsize=(size[0] * ncols, size[1] * len(configs)),
+    ncols = max(1, min(max_cols, max(len(b) for b in blocks)))
+    rows_of = [max(1, math.ceil(len(b) / ncols)) for b in blocks]
+    fig, axes = plt.subplots(sum(rows_of), ncols, figsize=(size[0] * ncols, size[1] * sum(rows_of)),
                              squeeze=False, layout="constrained")
-    out = {}
-    for r, c in enumerate(configs):
-        for j in range(ncols):
-            if j < len(per[c]):
-                out[per[c][j]] = axes[r, j]
-            else:
-                axes[r, j].set_visible(False)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    out, r0 = {}, 0
+    for block, nrows in zip(blocks, rows_of):
+        for i, key in enumerate(block):
+            ax = axes[r0 + i // ncols, i % ncols]
+            ax.set_visible(True)
+            out[key] = ax
+        r0 += nrows
     return fig, out
+
+
+def _rows_by_config(keys: List[Tuple[str, str]], size=(4.0, 3.1)):
+    """Panels keyed by (configuration, layer): each configuration starts a row, its layers side by
+    side (wrapping after :data:`MAX_COLS`)."""
+    configs = sorted({c for c, _ in keys})
+    return _block_grid([[k for k in keys if k[0] == c] for c in configs], size)
 
 
 def _acc_note(ax, n: int) -> None:
@@ -254,17 +267,15 @@ def information_plane(df: pd.DataFrame, path, method: Optional[str] = None) -> O
     trajs = [t for t in (tr.trajectories(df, m) for m in methods) if not t.empty]
     if not trajs:
         return None
-    plt = _plt()
     label = trajs[0].attrs.get("time_label", "epoch")
     configs = sorted(set().union(*(set(t["config"]) for t in trajs)), key=str)
-    ncols = len(configs)
-    fig, axes = plt.subplots(len(trajs), ncols, figsize=(4.6 * ncols, 3.8 * len(trajs)), squeeze=False,
-                             layout="constrained")
-    for row, traj in zip(axes, trajs):
+    fig, grid = _block_grid([[(t["method"].iloc[0], c) for c in configs] for t in trajs], (4.6, 3.8), max_cols=4)
+    for traj in trajs:
         m = traj["method"].iloc[0]
         mean = traj.groupby(["config", "layer", "time"], as_index=False)[["ixt_bits", "ity_bits"]].mean()
         seeds = traj.groupby("config")["run"].nunique()
-        for ax, config in zip(row, configs):
+        for config in configs:
+            ax = grid[(m, config)]
             cg = mean[mean["config"] == config]
             if cg.empty:
                 ax.set_visible(False)
@@ -456,27 +467,22 @@ def estimator_comparison(df: pd.DataFrame, path) -> Optional[Path]:
     mi = bands[bands["measure"].isin([tr.IXT, tr.ITY])]
     if mi.empty or mi["method"].nunique() < 2:
         return None
-    plt = _plt()
     label = bands.attrs.get("time_label", "epoch")
     keys = _panel_keys(mi)
     configs = sorted({c for c, _ in keys})
     measures = [q for q in (tr.IXT, tr.ITY) if (mi["measure"] == q).any()]
     layers_of = {c: [l for k, l in keys if k == c] for c in configs}
-    ncols = max(len(v) for v in layers_of.values())
-    nrows = len(configs) * len(measures)  # per configuration: a row of I(X;T), a row of I(T;Y)
     colour = _colours(mi["method"])
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.7 * nrows), squeeze=False,
-                             layout="constrained")
-    for ax in axes.flat:
-        ax.set_visible(False)
-    for ci, config in enumerate(configs):
-        for j, measure in enumerate(measures):
-            for col, layer in enumerate(layers_of[config]):
-                ax = axes[ci * len(measures) + j, col]
+    # per configuration: a row of I(X;T) panels, a row of I(T;Y) panels, one column per layer
+    fig, grid = _block_grid([[(c, q, l) for l in layers_of[c]] for c in configs for q in measures], (3.6, 2.7))
+    for config in configs:
+        for measure in measures:
+            for layer in layers_of[config]:
+                ax = grid[(config, measure, layer)]
                 sub = mi[(mi["config"] == config) & (mi["layer"] == layer) & (mi["measure"] == measure)]
                 if sub.empty:
+                    ax.set_visible(False)
                     continue
-                ax.set_visible(True)
                 for meth, g in sorted(sub.groupby("method"), key=lambda kv: str(kv[0])):
                     g = g.sort_values("time")
                     ax.plot(g["time"], g["mean"] / LN2, color=colour[meth], lw=1.4, label=literal(meth))

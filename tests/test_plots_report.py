@@ -333,3 +333,14 @@ def test_landscape_and_supervision_figures_draw_names_literally(tmp_path, figure
     assert not [raw for raw, _, is_math in texts if "$" in raw and is_math and "mathdefault" not in raw]  # ticks
     for fig in figs:
         plt.close(fig)
+
+
+def test_many_layers_wrap_instead_of_one_endless_row(tmp_path, figures):
+    layers = tuple(f"block{i}" for i in range(9))
+    df = synthetic_table(peaks=(3,), turn=(4,), epochs=4, layers=layers)
+    plots.estimator_comparison(df, tmp_path / "e.png")
+    fig = figures[0]
+    gs = fig.axes[0].get_subplotspec().get_gridspec()
+    assert gs.ncols == plots.MAX_COLS and gs.nrows == 4  # I(X;T): 6 + 3 panels, I(T;Y): 6 + 3
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert len(titles) == 18 and titles.count("ce, layer block8") == 2
