@@ -114,6 +114,12 @@ def _table_n(df: pd.DataFrame) -> pd.Series:
     return pd.to_numeric(df["n"], errors="coerce") if "n" in df else pd.Series(np.nan, index=df.index)
 
 
+def _min_n(df: pd.DataFrame) -> int:
+    """The smallest sample count of the rows (0 when the table has none, e.g. an old CSV)."""
+    n = _table_n(df).dropna()
+    return int(n.min()) if len(n) else 0
+
+
 def saturated(df: pd.DataFrame, rel_tol: float = SATURATION_TOL) -> pd.Series:
     """Boolean mask over ``df``: I(X;T) rows whose value is within ``rel_tol`` of log n (nats),
     n the row's sample count (column ``n``). With X uniform over n samples no estimate of
@@ -372,7 +378,7 @@ def tradeoff_curves(df: pd.DataFrame, path) -> Optional[Path]:
             if r["run"].nunique() > 1:
                 _seed_lines(ax, r, colour, marker_of, ls)
             values += [r["value"], b["low"], b["high"]]
-            n_acc.append(int(_table_n(r).min()) if len(r) else 0)
+            n_acc.append(_min_n(r))
         if values:
             allv = pd.concat(values).to_numpy(dtype=float)
             allv = allv[np.isfinite(allv)]
@@ -447,7 +453,7 @@ def compression_vs_transfer(df: pd.DataFrame, path, method: Optional[str] = None
         n_acc = good[(good["config"] == config) & (good["layer"] == layer) & (good["measure"] == tgt[0])
                      & (good["task"] == tgt[1])]
         if len(n_acc):
-            _acc_note(ax, int(_table_n(n_acc).min()))
+            _acc_note(ax, _min_n(n_acc))
         ax.set_title(f"{literal(config)}, layer {literal(layer)}", fontsize=10)
         ax.set_xlabel(f"I(X;T) [bits] ({literal(m)})")
         ax.set_ylabel(measure_label(tgt[0], tgt[1]))

@@ -344,3 +344,13 @@ def test_many_layers_wrap_instead_of_one_endless_row(tmp_path, figures):
     assert gs.ncols == plots.MAX_COLS and gs.nrows == 4  # I(X;T): 6 + 3 panels, I(T;Y): 6 + 3
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
     assert len(titles) == 18 and titles.count("ce, layer block8") == 2
+
+
+def test_a_table_without_sample_counts_still_draws_and_reports(table, tmp_path):
+    old = table.drop(columns=["n"])  # a CSV from before the n column: no saturation or sample-size notes
+    figs = plots.plot_all(old, tmp_path)
+    assert len(figs) == 4
+    assert not plots.saturated(old).any()
+    path = report.write_report(old, tmp_path / "r.html", figs)
+    doc, text = _parse(path)
+    assert "Warnings (0)" in text and "fewer than 300 test samples" not in text
