@@ -14,7 +14,7 @@ _LAZY = {
     "information_plane": ("infodyn.estimators", "information_plane"),
     "MIEstimate": ("infodyn.estimators", "MIEstimate"),
     "analyze": ("infodyn.analysis", "analyze"),
-    "score_overcompression": ("infodyn.tradeoff", "score_overcompression"),
+    "score_overcompression": ("infodyn.overcompression", "score_overcompression"),
 }
 _SUBMODULES = {"estimators", "data", "transfer", "runs", "hooks", "ctc", "analysis", "tradeoff",
                "supervision", "plots", "report", "landscape", "cli"}

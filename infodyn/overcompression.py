@@ -325,7 +325,7 @@ def score_overcompression(model, data: Any, layer: Optional[str] = None, target:
 
     Compare scores of models on the same data (similar n): r cannot exceed min(n - 1, d).
     """
-    from infodyn.tradeoff import layer_features
+    from infodyn.runs.extract import layer_features
 
     x, y = _resolve_data(data, "data", seed)
     t, desc = layer_features(model, x, layer, device=device)

@@ -19,12 +19,11 @@ Definitions (all times are the table's ``epoch``, else ``step``, else checkpoint
 * Both are computed per seed; runs of one configuration (same ``config``, different ``seed``) are
   summarised by the mean, the standard deviation and a Student-t 95 % interval of the mean.
 
-The over-compression score is described at :func:`score_overcompression`.
+The single-model over-compression score is in :mod:`infodyn.overcompression` (re-exported here).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -560,182 +559,10 @@ def format_verdicts(v: pd.DataFrame) -> str:
 # the single-model over-compression score
 
 
-@dataclass
-class OvercompressionScore:
-    """The over-compression score of one layer of one model.
-
-    Attributes:
-        score: in [0, 1]; the mean of ``parts`` (0 = keeps input information beyond what the
-            labels need; 1 = collapsed to the labels).
-        parts: the components, each in [0, 1] (see :func:`overcompression_parts`).
-        layer: the layer measured ("input of <last Linear>" by default).
-        n: samples used; num_classes: classes in the labels.
-        skipped: parts left out of the mean, with the reason.
-        extra: diagnostics not in the score (effective rank, target accuracy when a target was given).
-    """
-
-    score: float
-    parts: Dict[str, float]
-    layer: str
-    n: int
-    num_classes: int
-    skipped: Dict[str, str] = field(default_factory=dict)
-    extra: Dict[str, float] = field(default_factory=dict)
-
-    def __float__(self) -> float:
-        return float(self.score)
-
-    def __repr__(self) -> str:
-        parts = ", ".join(f"{k}={v:.3f}" for k, v in self.parts.items())
-        return f"OvercompressionScore({self.score:.3f} at {self.layer}: {parts}; n={self.n}, classes={self.num_classes})"
-
-
-def effective_rank(t: np.ndarray) -> float:
-    """exp(entropy of the normalised singular values) of the centred features (Roy & Vetterli 2007):
-    RankMe of the centred (n, d) features; 0 when every row is the same."""
-    from infodyn.transfer import rankme
-
-    a = np.asarray(t, dtype=np.float64)
-    centred = a - a.mean(axis=0)
-    if not np.any(centred):
-        return 0.0
-    return rankme(centred, device="cpu")
-
-
-def overcompression_parts(t: Any, y: Any, *, noise_var: float = 0.1, max_samples: int = 2000, seed: int = 0,
-                          device: str = "auto") -> Tuple[Dict[str, float], Dict[str, str], Dict[str, float]]:
-    """The three parts of the over-compression score, from features ``t`` (n, d) and labels ``y`` (n,).
-
-    * ``label_share`` = 1 - I(X;T|Y) / (log n - H(Y)): the share of the information T keeps about
-      the inputs that is label information. For a deterministic T over n equally likely inputs,
-      I(X;T|Y) = I(X;T) - I(T;Y) and its largest possible value is log n - H(Y) (every input
-      distinguishable within its class). I(X;T) and I(T;Y) are the KDE (Kolchinsky-Tracey) plane
-      with Gaussian noise of variance ``noise_var`` added to T after scaling T to unit total
-      variance, so the part does not depend on the scale of the features.
-    * ``rank_collapse`` = (log r_max - log r) / (log r_max - log(C - 1)), clipped to [0, 1]:
-      r is the effective rank of the centred features, r_max = min(n, d); a representation that
-      has collapsed onto the C - 1 dimensions C class means span scores 1, a full-rank one 0.
-      Skipped when r_max <= C - 1 (the layer is too narrow for rank to tell).
-    * ``within_class_collapse`` = 1 - tr(S_within) / tr(S_total): the share of feature variance
-      between class means (1 = every class a point, the neural-collapse limit).
-
-    Returns (parts, skipped, extra).
-    """
-    from infodyn.estimators import as_labels, as_samples, information_plane
-
-    ta = as_samples(t, "features")
-    ya = as_labels(y, "labels")
-    if ya.shape[0] != ta.shape[0]:
-        raise ValueError(f"features and labels must have the same number of rows: features {ta.shape}, labels {ya.shape}")
-    if ta.shape[0] > max_samples:
-        idx = np.sort(np.random.default_rng(seed).choice(ta.shape[0], max_samples, replace=False))
-        ta, ya = ta[idx], as_labels(ya[idx], "labels")
-    n, d = ta.shape
-    classes = int(ya.max()) + 1
-    if classes < 2:
-        raise ValueError(f"labels of shape {ya.shape} hold a single class; the score needs at least two")
-    if n < 2 * classes:
-        raise ValueError(f"too few samples for the score: features {ta.shape} with {classes} classes")
-    parts: Dict[str, float] = {}
-    skipped: Dict[str, str] = {}
-    extra: Dict[str, float] = {}
-
-    centred = ta - ta.mean(axis=0)
-    total = float((centred ** 2).sum())
-    if total <= 0:  # every input mapped to one point: nothing beyond (nor even) the labels survives
-        parts = {"label_share": 1.0, "rank_collapse": 1.0, "within_class_collapse": 1.0}
-        extra["effective_rank"] = 0.0
-        return parts, skipped, extra
-
-    counts = np.bincount(ya, minlength=classes).astype(float)
-    h_y = float(-(counts / n * np.log(counts / n)).sum())
-    scaled = centred / math.sqrt(total / n)  # unit total variance
-    plane = information_plane(scaled, ya, method="kde", noise_var=noise_var, device=device)
-    cond = max(plane.i_xt.nats - plane.i_ty.nats, 0.0)
-    room = math.log(n) - h_y
-    parts["label_share"] = float(np.clip(1.0 - cond / room, 0.0, 1.0)) if room > 0 else 1.0
-    extra["ixt_kde_nats"], extra["ity_kde_nats"] = plane.i_xt.nats, plane.i_ty.nats
-
-    r = effective_rank(ta)
-    extra["effective_rank"] = r
-    r_max, r_min = min(n, d), max(classes - 1, 1)
-    if r_max <= r_min:
-        skipped["rank_collapse"] = f"layer width {d} <= classes - 1 = {classes - 1}: rank cannot show collapse"
-    else:
-        parts["rank_collapse"] = float(np.clip((math.log(r_max) - math.log(max(r, 1e-12))) /
-                                               (math.log(r_max) - math.log(r_min)), 0.0, 1.0))
-
-    within = 0.0
-    for c in range(classes):
-        tc = ta[ya == c]
-        within += float(((tc - tc.mean(axis=0)) ** 2).sum())
-    parts["within_class_collapse"] = float(np.clip(1.0 - within / total, 0.0, 1.0))
-    return parts, skipped, extra
-
-
+# The single-model over-compression score lives in infodyn.overcompression (re-exported here).
+from infodyn.overcompression import (OvercompressionScore, effective_rank, overcompression_parts,  # noqa: E402
+                                     score_overcompression)
 from infodyn.runs.extract import default_layer, layer_features  # noqa: E402  (re-exported)
-
-
-def _resolve_data(data: Any, name: str, seed: int) -> Tuple[Any, Any]:
-    """(inputs, labels) from a pair or a data-set name (its test split)."""
-    if isinstance(data, (str,)) or hasattr(data, "__fspath__"):
-        from infodyn.data import load
-
-        ds = load(str(data), seed=seed)
-        return ds.x_test, ds.y_test
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        return data[0], data[1]
-    raise ValueError(f"{name} must be an (inputs, labels) pair of arrays/tensors or a data-set name, "
-                     f"got {type(data).__name__}")
-
-
-def score_overcompression(model, data: Any, layer: Optional[str] = None, target: Any = None, *,
-                          noise_var: float = 0.1, max_samples: int = 2000, seed: int = 0,
-                          device: str = "auto") -> OvercompressionScore:
-    """How far one model's layer has collapsed onto its training labels, in [0, 1].
-
-    score = mean(label_share, rank_collapse, within_class_collapse) (parts in
-    :func:`overcompression_parts`): 0 = the layer keeps input information beyond what the labels
-    need; 1 = it has collapsed to the labels.
-
-    What it means: a descriptive index computed from one model, with no checkpoint sequence. Over
-    the late checkpoints of a long plain cross-entropy run it rises as transfer to new classes
-    falls (benchmarks/overcompression_validity.py reports the rank correlation over seeds). What
-    it does not mean: it is not a calibrated probability, nor a prediction of transfer accuracy
-    for a given target; compare scores of the same architecture and data; a high score on a task
-    whose target needs only the source labels is harmless.
-
-    Args:
-        model: a torch.nn.Module with a head.
-        data: (inputs, labels) arrays/tensors (inputs as the model takes them, labels (n,)), or a
-            data-set name for :func:`infodyn.data.load` (its test split is used).
-        layer: a module name (its output is scored); default: the input of the last nn.Linear.
-        target: optional (inputs, labels) or name of a target task; then ``extra`` holds the
-            target parts (``target_*``) and the target k-NN accuracy, which are not in ``score``.
-        noise_var: KDE noise variance relative to unit total feature variance.
-        max_samples: seeded subsample size (the KDE part is O(n^2), done in blocks).
-    """
-    x, y = _resolve_data(data, "data", seed)
-    t, desc = layer_features(model, x, layer, device=device)
-    parts, skipped, extra = overcompression_parts(t, y, noise_var=noise_var, max_samples=max_samples,
-                                                  seed=seed, device=device)
-    if target is not None:
-        xt, yt = _resolve_data(target, "target", seed)
-        tt, _ = layer_features(model, xt, layer, device=device)
-        tparts, _, textra = overcompression_parts(tt, yt, noise_var=noise_var, max_samples=max_samples,
-                                                  seed=seed, device=device)
-        extra.update({f"target_{k}": v for k, v in {**tparts, **textra}.items()})
-        from infodyn.transfer import knn_accuracy
-
-        yt_np = np.asarray(yt.detach().cpu() if hasattr(yt, "detach") else yt)
-        idx = np.random.default_rng(seed).permutation(tt.shape[0])
-        half = tt.shape[0] // 2
-        extra["target_knn_acc"] = float(knn_accuracy(tt[idx[:half]], yt_np[idx[:half]], tt[idx[half:]],
-                                                     yt_np[idx[half:]], device=device).accuracy)
-    score = float(np.mean(list(parts.values())))
-    return OvercompressionScore(score, parts, desc, int(min(t.shape[0], max_samples)),
-                                int(len(np.unique(np.asarray(y.detach().cpu() if hasattr(y, "detach") else y)))),
-                                skipped, extra)
 
 
 __all__ = ["COLUMNS", "check_table", "ok_rows", "seed_bands", "trajectories", "transfer_measure", "source_measure",

@@ -81,12 +81,13 @@ def test_table_shape_and_values_match_a_direct_computation(runs, table):
     x, y = ds.all()
     idx = np.sort(np.random.default_rng(0).choice(len(y), 400, replace=False))
     t = extract_features(model, x, ["fc2"])["fc2"].astype(np.float64)[idx]
-    ip = information_plane(t, y[idx], method="kde")
+    ip = information_plane(t, y[idx], method="kde", scale="relative_total", noise_var=0.03)  # analyze's default
     sel = df[(df["run"] == "tanh-seed1") & (df["checkpoint"] == "ep2.pt") & (df["layer"] == "fc2")
              & (df["method"] == "kde")]
     assert sel.loc[sel["measure"] == "I(X;T)", "value"].item() == pytest.approx(ip.i_xt.nats, rel=1e-5)
     assert sel.loc[sel["measure"] == "I(T;Y)", "value"].item() == pytest.approx(ip.i_ty.nats, rel=1e-5)
-    assert json.loads(sel["params"].iloc[0])["noise_var"] == 0.1
+    params = json.loads(sel["params"].iloc[0])
+    assert params["noise_var"] == 0.03 and params["scale"] == "relative_total"
     with torch.no_grad():
         acc = (model(torch.from_numpy(ds.x_test)).argmax(1).numpy() == ds.y_test).mean()
     got = df[(df["run"] == "tanh-seed1") & (df["checkpoint"] == "ep2.pt") & (df["measure"] == "source_acc")]

@@ -124,6 +124,8 @@ def test_misspelt_or_unmeasured_parameters_are_refused(tmp_path):
         analysis.analyze(run, measures="kde", params={"binning": {"n_bins": 10}}, progress=False)
     with pytest.raises(ValueError, match="knn' has no parameter 'kk'.*did you mean k"):
         analysis.analyze(run, measures="knn", params={"knn": {"kk": 5}}, progress=False)
+    with pytest.raises(ValueError, match="noise_vr.*noise_var"):  # the estimator's own names, checked first
+        analysis.analyze(run, measures="kde", params={"kde": {"noise_vr": 1e-3}}, progress=False)
 
 
 def test_ctrl_c_says_how_much_was_saved_in_one_line(tmp_path, monkeypatch, capsys):

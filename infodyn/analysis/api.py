@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-import numpy as np
 import pandas as pd
 
 from . import cache
@@ -41,10 +39,10 @@ def claim_out(out: Path) -> Path:
                                "written by infodyn analyze: results, caches, figures and report.html\n")
 
 
-def _preflight(runs: Sequence[Run], measures: Sequence[str], params: Dict[str, Dict[str, Any]], seed: int,
-               trust: bool) -> Dict[str, str]:
-    """Checks what would fail for every checkpoint before anything runs (data, estimator
-    settings, the first checkpoint's keys) and returns each data reference's content digest."""
+def _preflight(runs: Sequence[Run], seed: int) -> Dict[str, str]:
+    """Loads every data set before anything runs (a mistake there would fail every checkpoint)
+    and returns each data reference's content digest. (Measure settings are checked by
+    :func:`.measures.check_params`, the first checkpoint by :func:`_check_first_checkpoint`.)"""
     from .execute import data_digest
 
     digests: Dict[str, str] = {}
@@ -57,18 +55,6 @@ def _preflight(runs: Sequence[Run], measures: Sequence[str], params: Dict[str, D
                 digests[ref] = data_digest(ref, seed)
             except Exception as exc:
                 raise ValueError(f"{man.path}: key '{key}' ({ref!r}): {type(exc).__name__}: {exc}") from None
-    from infodyn.estimators.neural import METHODS as NEURAL
-
-    rng = np.random.default_rng(0)
-    for m in measures:
-        if registry.get(m).defaults is None and m not in NEURAL and m in params:
-            from infodyn.estimators import information_plane, planes_available
-
-            if m in planes_available():
-                try:
-                    information_plane(rng.normal(size=(16, 2)), np.arange(16) % 2, method=m, **params[m])
-                except (ValueError, TypeError) as exc:
-                    raise ValueError(f"--param {m}.*: {exc}") from None
     return digests
 
 
@@ -167,7 +153,7 @@ def analyze(run_dirs, measures: Union[None, str, Sequence[str]] = None, out: Uni
             "amp": (str(resolve_device(device)).startswith("cuda") if amp is None else bool(amp)),
             "threads": threads or 1, "landscape_options": dict(landscape_options) if landscape_options else None,
             "cache_dir": str(outp / "features") if (outp is not None and feature_cache) else None}
-    digests = _preflight(runs, ms, merged, int(seed), trust)
+    digests = _preflight(runs, int(seed))
     units = plan_units(runs, ms, outp, opts, digests)
     rows: List[Dict[str, Any]] = []
     todo: List[Unit] = []

@@ -30,6 +30,7 @@ import numpy as np
 from infodyn.tradeoff import IXT, ITY, KNN, NC1, PROBE, RANKME, SCORE, SOURCE_ACC
 
 FEWSHOT = "fewshot_probe_acc"
+TARGET_SCORE = "overcompression_score_target"
 OUTPUT_LAYER = "output"
 LANDSCAPE_LAYER = "model"  # the layer name of the per-checkpoint loss-landscape rows
 MIN_TEST = 1000  # a test split this large is used as it is; smaller ones are cross-fitted
@@ -154,6 +155,13 @@ def available() -> List[str]:
     return sorted(set(planes_available()) | set(REGISTRY))
 
 
+#: The analysis's own defaults for information-plane estimators (the estimators' defaults are the
+#: classic absolute settings, kept for replications: ``--param kde.scale=absolute``). KDE's noise is
+#: 3 % of each layer's total feature variance at each checkpoint, so growing ReLU features cannot
+#: raise I(X;T): chosen in benchmarks/results/plane_validity.md as the scale-invariant setting that
+#: moves and tracks target k-NN transfer best there (Spearman +0.44, partial given the epoch +0.31).
+PLANE_DEFAULTS: Dict[str, Dict[str, Any]] = {"kde": {"scale": "relative_total", "noise_var": 0.03}}
+
 DEFAULT_MEASURES = ("binning", "kde", "linear_probe", "knn", "fewshot_probe", "rankme", "source_acc",
                     "overcompression")
 
@@ -181,6 +189,9 @@ def parse_measures(measures) -> List[str]:
 def check_params(params: Dict[str, Dict[str, Any]], measures: Sequence[str]) -> Dict[str, Dict[str, Any]]:
     """Parameters per measure, checked: a measure that is not measured, or a name the measure does
     not take, is a ValueError naming it (information-plane estimators check their own names)."""
+    from infodyn.estimators import check_params as check_estimator_params
+    from infodyn.estimators import planes_available
+
     out: Dict[str, Dict[str, Any]] = {}
     for name, kv in (params or {}).items():
         if name not in measures:
@@ -196,6 +207,8 @@ def check_params(params: Dict[str, Dict[str, Any]], measures: Sequence[str]) -> 
                     raise ValueError(f"measure {name!r} has no parameter {key!r}"
                                      + (f" (did you mean {', '.join(close)}?)" if close else "")
                                      + f"; it takes {', '.join(defaults) or 'none'}")
+        elif name in planes_available():
+            check_estimator_params(name, dict(kv), plane=True)
         out[name] = dict(kv)
     return out
 
@@ -203,7 +216,7 @@ def check_params(params: Dict[str, Dict[str, Any]], measures: Sequence[str]) -> 
 def settings(name: str, params: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
     """The measure's effective parameters: its defaults updated by the user's."""
     m = get(name)
-    return {**(m.defaults or {}), **params.get(name, {})}
+    return {**PLANE_DEFAULTS.get(name, {}), **(m.defaults or {}), **params.get(name, {})}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -325,12 +338,18 @@ def _nc1(inp: LayerInputs) -> List[Result]:
 
 
 def _overcompression(inp: LayerInputs) -> List[Result]:
-    from infodyn.tradeoff import overcompression_parts
+    from infodyn.overcompression import overcompression_from_features
 
     t, y = inp.plane()
-    parts, skipped, extra = overcompression_parts(t, y, seed=inp.seed, device=inp.device, **inp.params)
-    return [Result(SCORE, "source", float(np.mean(list(parts.values()))), None, "overcompression",
-                   {**parts, **{f"skipped_{k}": v for k, v in skipped.items()}, **extra}, len(t))]
+    kw = {"max_samples": inp.params["max_samples"], "seed": inp.seed, "device": inp.device}
+    res = overcompression_from_features(t, y, **kw)
+    out = [Result(SCORE, "source", res.score, None, "overcompression", {**res.parts, **res.extra}, res.n)]
+    if inp.target is not None:  # the target-aware score, from the target's training rows
+        tt, yt = inp.target.at(inp.target.folds[0][0])
+        aware = overcompression_from_features(t, y, target=(tt, yt), **kw)
+        out.append(Result(TARGET_SCORE, "target", aware.score, None, "overcompression",
+                          {**aware.parts, **aware.extra}, aware.n))
+    return out
 
 
 register(Measure("linear_probe", "layer", _transfer_rows(PROBE), _linear_probe,
@@ -349,9 +368,12 @@ register(Measure("rankme", "layer", lambda has_target: [(RANKME, "source")], _ra
 register(Measure("nc1", "layer", lambda has_target: [(NC1, "source")], _nc1, defaults={},
                  needs=frozenset({"plane"}), higher_is_better={NC1: None},
                  description="within-class variability relative to between-class (Papyan et al. 2020)"))
-register(Measure("overcompression", "layer", lambda has_target: [(SCORE, "source")], _overcompression,
-                 defaults={"noise_var": 0.1, "max_samples": 2000}, needs=frozenset({"plane"}),
-                 higher_is_better={SCORE: False}, description="the over-compression score"))
+register(Measure("overcompression", "layer",
+                 lambda has_target: [(SCORE, "source")] + ([(TARGET_SCORE, "target")] if has_target else []),
+                 _overcompression, defaults={"max_samples": 2000}, needs=frozenset({"plane", "target"}),
+                 higher_is_better={SCORE: False, TARGET_SCORE: False}, version=2,
+                 description="the over-compression score (infodyn.overcompression), and its target-aware "
+                             "version when the run has a target"))
 
 
 # ----------------------------------------------------------------------------------------------
