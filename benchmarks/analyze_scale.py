@@ -78,6 +78,11 @@ def child_analyze(run: Path, device: str, batch: int) -> dict:
     from infodyn import analyze
 
     torch.set_num_threads(1)
+    import numba  # noqa: F401  (the libraries analyze loads, so that start_rss is the floor)
+    import scipy.stats  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+
+    start_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     c0, w0 = cpu_seconds(), time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         df = analyze(run, measures=MEASURES, out=Path(out) / "o", device=device, max_samples=1000,
@@ -86,7 +91,8 @@ def child_analyze(run: Path, device: str, batch: int) -> dict:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return {"cpu": cpu_seconds() - c0, "wall": time.perf_counter() - w0,
-            "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rows": len(df)}
+            "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "start_rss_mib": start_rss,
+            "rows": len(df)}
 
 
 def child_parts(run: Path, device: str, batch: int) -> dict:
@@ -146,7 +152,7 @@ def main() -> None:
         print(json.dumps(fn(Path(args.run), args.device, args.batch)))
         return
     device = "cuda" if args.gpu else "cpu"
-    width, ckpts = (64, 20) if args.gpu else (8, 3)
+    width, ckpts = (64, 20) if args.gpu else (8, 4)
     sizes = (5000, 10000, 20000) if args.gpu else (500, 1000, 2000)
     n_mid = sizes[1]
     configs = [(n, ALL_LAYERS) for n in sizes] + [(n_mid, ALL_LAYERS[-1:]), (n_mid, ALL_LAYERS[-3:])]
@@ -160,7 +166,7 @@ def main() -> None:
             rows.append({"n": n, "layers": len(layers), "analyze_cpu_s": a["cpu"], "analyze_wall_s": a["wall"],
                          "forward_s": p["forward"], "measures_s": p["measures"], "irreducible_s": irr,
                          "ratio": a["cpu"] / irr, "analyze_minus_measures_s": a["cpu"] - p["measures"],
-                         "peak_rss_mib": a["rss_mib"]})
+                         "peak_rss_mib": a["rss_mib"], "start_rss_mib": a["start_rss_mib"]})
             print(rows[-1], flush=True)
     full = [r for r in rows if r["layers"] == len(ALL_LAYERS)]
     ns = np.log([r["n"] for r in full])
@@ -175,11 +181,11 @@ def main() -> None:
              "than wall time), `irreducible` = one load + one forward pass per checkpoint + the measures' "
              "own computations, timed separately by hand.", "",
              "| n | layers | analyze (s) | forward (s) | measures (s) | irreducible (s) | analyze / irreducible "
-             "| analyze - measures (s) | peak RSS (MiB) |", "|---|---|---|---|---|---|---|---|---|"]
+             "| analyze - measures (s) | peak RSS (MiB) | RSS after imports (MiB) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['n']} | {r['layers']} | {r['analyze_cpu_s']:.1f} | {r['forward_s']:.1f} | "
                      f"{r['measures_s']:.1f} | {r['irreducible_s']:.1f} | {r['ratio']:.2f} | "
-                     f"{r['analyze_minus_measures_s']:.1f} | {r['peak_rss_mib']:.0f} |")
+                     f"{r['analyze_minus_measures_s']:.1f} | {r['peak_rss_mib']:.0f} | {r['start_rss_mib']:.0f} |")
     lines += ["", f"Scaling over n at {len(ALL_LAYERS)} layers: analyze time ~ n^{exp_an:.2f}, peak RSS ~ n^{exp_rss:.2f}.",
               "Over layers at n = %d: analyze - measures = %s s for %s layers (one forward pass per checkpoint "
               "whatever the number of layers; the measures grow with the layers)." % (

@@ -81,7 +81,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    lines = ["# gpu_suite", "", f"Command: `.venv/bin/python benchmarks/gpu_suite.py"
+    lines = ["# gpu_suite", "", "Command: `.venv/bin/python benchmarks/gpu_suite.py"
              + (f" --device {args.device}" if args.device != "cuda" else "") + (" --quick" if args.quick else "") + "`",
              f"Device: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA device'}; "
              f"torch {torch.__version__}.", ""]
