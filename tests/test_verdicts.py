@@ -58,10 +58,10 @@ def test_fall_fires_at_the_peak_epoch_with_the_right_drop():
 def test_flat_curves_within_binomial_noise_do_not_fire():
     rng = np.random.default_rng(0)
     n, fired = 180, 0
-    for _ in range(60):  # single seeds, 8 checkpoints, accuracy 0.8 measured on 180 samples
-        curve = rng.binomial(n, 0.8, size=len(EPOCHS)) / n
-        fired += tr.verdicts(table([curve], n=n)).iloc[0].verdict == "over-compression"
-    assert fired <= 3  # the Bonferroni interval keeps the false-alarm rate at or below 5 %
+    for seeds in [1] * 40 + [3] * 20:  # 8 checkpoints, accuracy 0.8 measured on 180 samples
+        curves = [rng.binomial(n, 0.8, size=len(EPOCHS)) / n for _ in range(seeds)]
+        fired += tr.verdicts(table(curves, n=n)).iloc[0].verdict == "over-compression"
+    assert fired <= 3  # the Bonferroni interval keeps the false-alarm rate at or below 5 % (measured: < 1 %)
     # the same curves judged without the correction (a plain 95 % interval) would fire more often:
     # the peak is the luckiest of 7 points; check one such curve is reported "within noise"
     curve = np.array([0.80, 0.87, 0.79, 0.81, 0.78, 0.82, 0.80, 0.78])
