@@ -41,6 +41,10 @@ its test split (179 images, so one image = 0.0056); source = own head on the sou
   (falls 0.016-0.040, about 1-1.5 binomial standard errors of a difference); fixed probe
   0.93-0.97 -> 0.94-0.97 (no fall at the last checkpoint: 0.944, 0.961, 0.966 = best); rank
   36-40 -> 31-33.
+
+The same runs through ``infodyn.analyze`` (every target sample tested by cross-fitting) and
+:func:`infodyn.tradeoff.verdicts`: benchmarks/results/onset_validity.md (the verdict fires on the
+trade-off runs and on neither control).
 """
 from __future__ import annotations
 
