@@ -19,8 +19,9 @@ def _plane_params(items):
     return out
 
 
-def report_outputs(df, out: Path, runs_manifests=None):
-    """Figures + report.html for a finished table; returns (figures, report path)."""
+def report_outputs(df, out: Path, runs_manifests=None, settings=None):
+    """Figures + report.html for a finished table; returns (figures, report path). ``settings``
+    (the analysis's arguments) go to the top of the report."""
     from infodyn import plots, report
 
     figs = plots.plot_all(df, out)
@@ -30,7 +31,8 @@ def report_outputs(df, out: Path, runs_manifests=None):
         p = sharpness_vs_transfer(df, out / "sharpness_vs_transfer.png")
         if p is not None:
             figs["sharpness_vs_transfer"] = p
-    path = report.write_report(df, out / "report.html", figs, manifests=runs_manifests)
+    path = report.write_report(df, out / "report.html", figs, manifests=runs_manifests, settings=settings,
+                               csv=out / "results.csv")
     return figs, path
 
 
@@ -60,8 +62,15 @@ def run(args) -> int:
         print(f"infodyn analyze: error: cannot write to {out}{where}: {why}; results finished so far are kept, "
               "run the same command to resume", file=sys.stderr)
         return 2
+    from infodyn.analysis import parse_measures
+    from infodyn.analysis.measures import PLANE_DEFAULTS
+
     manifests = json.loads((out / "manifests.json").read_text()) if (out / "manifests.json").exists() else None
-    figs, rep = report_outputs(df, out, manifests)
+    ms = parse_measures(args.measures)
+    params = {m: {**PLANE_DEFAULTS.get(m, {}), **_plane_params(args.param).get(m, {})} for m in ms}
+    settings = {"measures": ", ".join(ms), "seed": args.seed, "max_samples": args.max_samples or "all",
+                "device": args.device, "parameters set": {m: p for m, p in params.items() if p} or "defaults"}
+    figs, rep = report_outputs(df, out, manifests, settings)
     print(f"\n{len(df)} rows -> {out / 'results.csv'}")
     print(f"report -> {rep}  ({len(figs)} figures)")
     print("\n" + format_summary(onset(df)))
