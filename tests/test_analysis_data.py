@@ -64,4 +64,10 @@ def test_user_split_is_kept_and_head_accuracy_is_on_the_users_test_split(run, tm
     assert got["value"].item() == pytest.approx(acc) and got["n"].item() == 90
     knn = df[df["measure"] == "knn_acc"]
     assert (knn["n"] == 90).all()
-    assert all('"split": "user"' in p for p in knn["params"])
+    import json
+
+    params = [json.loads(p) for p in knn["params"]]
+    assert all(p["split"] == "user" for p in params)
+    # the table says which splits the user gave and which infodyn carved, and how features were pooled
+    assert all(p["source_splits"] == {"train": "given", "val": "carved", "test": "given"} for p in params)
+    assert all(p["pool"] == "auto" and p["features"] == 10 for p in params)

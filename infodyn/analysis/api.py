@@ -182,6 +182,8 @@ def analyze(run_dirs, measures: Union[None, str, Sequence[str]] = None, out: Uni
         for got in run_all(lambda u: pkg.run_unit(u), todo, n_jobs, scheduler):
             rows.extend(got)
             if bar:
+                if got:  # which run and checkpoint just finished (tqdm shows elapsed and remaining)
+                    bar.set_postfix_str(f"{got[0]['run']} {got[0]['checkpoint']}", refresh=False)
                 bar.update(1)
     except KeyboardInterrupt:
         saved = sum(1 for u in units for j in u.jobs if j.cache_file and os.path.exists(j.cache_file))

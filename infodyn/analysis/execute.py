@@ -189,8 +189,10 @@ class Checkpoint:
         return [Result(SOURCE_ACC, "source", acc, None, "head", {"split": "test"}, len(y_test))]
 
 
-def _rows(unit: Unit, job: Job, compute: Callable[[], List[Result]]) -> List[Dict[str, Any]]:
-    """Runs ``compute()`` for one job; a failure becomes error rows naming the reason."""
+def _rows(unit: Unit, job: Job, compute: Callable[[], List[Result]],
+          context: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
+    """Runs ``compute()`` for one job; a failure becomes error rows naming the reason.
+    ``context`` (how the features were made, how the data were split) joins every row's params."""
     t0 = time.perf_counter()
     try:
         results = compute()
@@ -201,7 +203,7 @@ def _rows(unit: Unit, job: Job, compute: Callable[[], List[Result]]) -> List[Dic
     for res in results:
         r = unit.base_row(job.layer)
         r.update(measure=res.measure, task=res.task, value=float(res.value), method=res.method,
-                 params=json.dumps(res.params, sort_keys=True, default=str), n=int(res.n),
+                 params=json.dumps({**(context or {}), **res.params}, sort_keys=True, default=str), n=int(res.n),
                  seconds=secs / max(len(results), 1))
         if res.ci is not None:
             r["ci_low"], r["ci_high"] = float(res.ci[0]), float(res.ci[1])
@@ -327,6 +329,17 @@ def _layer_jobs(unit: Unit, jobs: List[Job], ckpt: Checkpoint, seed: int) -> Lis
         msg = f"{checkpoint_name(unit.checkpoint)}: features of layer(s) {', '.join(map(repr, layers))}: {type(exc).__name__}: {exc}"
         return [r for j in jobs for r in error_rows(unit, j, msg)]
 
+    from infodyn.runs.extract import layer_pool
+
+    def provenance(layer: str, m) -> Dict[str, Any]:
+        """How the layer's features were made, and which splits the data gave or infodyn carved."""
+        out = {"pool": layer_pool(opts["pool"], layer), "features": int(by_layer_src[layer].features.shape[1])}
+        for task, ds in (("source", src), ("target", tgt if "target" in m.needs else None)):
+            sp = getattr(ds, "split_params", None)
+            if callable(sp) and "splits" in m.needs:
+                out[f"{task}_splits"] = sp().get("splits")
+        return out
+
     rows = []
     for job in jobs:
         m = registry.get(job.measure)
@@ -335,7 +348,7 @@ def _layer_jobs(unit: Unit, jobs: List[Job], ckpt: Checkpoint, seed: int) -> Lis
                           plane_pos, seed, opts.get("device", "auto"),
                           registry.settings(job.measure, opts["params"]),
                           inputs=lambda pos: inputs(src, pos))
-        rows += _finish(job, _rows(unit, job, lambda: m.compute(inp)))
+        rows += _finish(job, _rows(unit, job, lambda: m.compute(inp), provenance(job.layer, m)))
     return rows
 
 
