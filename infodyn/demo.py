@@ -4,7 +4,7 @@ It trains small networks while :class:`infodyn.hooks.CheckpointRecorder` saves c
 runs :func:`infodyn.analyze` over them and writes the figures and ``report.html``:
 
 * the 12-bit task of Shwartz-Ziv & Tishby with the 12-10-7-5-4-3-2 network, tanh and ReLU
-  (information plane over all 4096 patterns: binning with 30 bins, KDE with noise variance 1e-3);
+  (information plane over all 4096 patterns: binning with 30 bins, KDE with the absolute noise variance 1e-3);
 * digits with a class-split transfer target: trained on ``digits:0-4``, probed on
   ``digits:5-9`` (linear probe, k-NN and few-shot probe on both tasks, RankMe, the
   over-compression score): a trade-off run whose target transfer falls while source accuracy
@@ -84,7 +84,8 @@ def plan(quick: bool = False) -> Plan:
     groups = {
         "ib12bit": {"runs": [r.name for r in runs if r.source == "ib12bit"],
                     "measures": ["binning", "kde", "source_acc", "overcompression"],
-                    "plane_params": {"binning": {"n_bins": 30}, "kde": {"noise_var": 1e-3}},
+                    # the classic absolute settings of the replication (analyze's KDE default is relative)
+                    "plane_params": {"binning": {"n_bins": 30}, "kde": {"noise_var": 1e-3, "scale": "absolute"}},
                     "max_samples": 1024 if quick else None},  # the full plane is over all 4096 patterns
         "digits": {"runs": [r.name for r in runs if r.source.startswith("digits")],
                    "measures": ["binning", "kde", "linear_probe", "knn", "fewshot_probe", "rankme", "source_acc",
