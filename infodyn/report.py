@@ -62,13 +62,6 @@ CAPTIONS = {
                              "the same checkpoints.",
 }
 
-#: Definitions shown under the summary table.
-DEFINITIONS = ("Peak transfer: the first time the transfer accuracy is highest. I(X;T) turned down: the time of "
-               "the maximum of I(X;T) when it then falls by at least 5 % while source accuracy still rises. "
-               "Over-compression score: 0 = keeps input information beyond the labels, 1 = collapsed to the "
-               "labels (see infodyn.tradeoff). Times are means over seeds; ± is the standard deviation across "
-               "seeds, the bracket the 95 % t interval of the mean.")
-
 # params keys that describe one row's outcome rather than a setting (left out of the settings table)
 _OUTCOME_KEYS = {"distinct_t", "effective_rank", "ity_kde_nats", "ixt_kde_nats", "label_share", "rank_collapse",
                  "within_class_collapse", "l2", "train_accuracy", "n_train", "iterations", "seconds"}
@@ -217,56 +210,16 @@ def _constant_settings(g: pd.DataFrame) -> str:
     return "; ".join(f"{text or 'defaults'} ({', '.join(cfgs)})" for text, cfgs in texts.items())
 
 
-def _has_target(df: pd.DataFrame) -> Dict[str, bool]:
-    good = tr.ok_rows(df)
-    tgt = good[good["task"] == "target"]
-    return {c: bool((tgt["config"] == c).any()) for c in good["config"].unique()}
-
-
 def _summary_section(df: pd.DataFrame) -> Tuple[str, Optional[pd.DataFrame]]:
-    """The verdict table: from ``tradeoff.verdicts`` when the library has it, else from ``onset``."""
-    fn = getattr(tr, "verdicts", None)
-    if fn is not None:
-        try:
-            v = fn(df)
-        except Exception as exc:  # the report must still render; say why the verdicts are missing
-            return f'<p class="warn">verdicts could not be computed: {_e(type(exc).__name__)}: {_e(exc)}</p>', None
-        if v is not None and len(v):
-            return _verdict_table(v), v
-    summary = tr.onset(df) if len(df) else pd.DataFrame()
-    if summary.empty:
-        return "<p>No summary: the table has no transfer, I(X;T) or score rows without errors.</p>", None
-    from .plots import measure_label
-
-    target = _has_target(df)
-    rows = []
-    unit = summary["time_label"].iloc[0]
-
-    def fmt(m, lo, hi, std, n):
-        if not np.isfinite(m):
-            return "none"
-        if n <= 1 or not np.isfinite(std):
-            return f"{m:g}"
-        return f"{m:.1f} ± {std:.1f}" + (f" [{lo:.1f}, {hi:.1f}]" if n >= 3 else "")
-
-    for _, r in summary.sort_values(["config", "layer"]).iterrows():
-        n = int(r["n_seeds"])
-        peak = (fmt(r.peak_transfer, r.peak_transfer_low, r.peak_transfer_high, r.peak_transfer_std, n)
-                if target.get(r["config"], False) else "no target task")
-        on = fmt(r.compression_onset, r.compression_onset_low, r.compression_onset_high, r.compression_onset_std,
-                 int(r.n_onset))
-        if np.isfinite(r.compression_onset) and n > 1:
-            on += f" ({int(r.n_onset)}/{n} seeds)"
-        score = "" if not np.isfinite(r.final_score) else f"{r.final_score:.2f}"
-        tname = ""
-        if target.get(r["config"]) and r["transfer"]:
-            task, _, meas = str(r["transfer"]).partition("_")
-            tname = measure_label(meas, task, unit=False)
-        rows.append([_e(r["config"]), _e(r["layer"]), _e(n), _e(tname),
-                     _e(peak), _e(on), _e(r.get("ixt_method", "")), _e(score)])
-    table = _html_table(rows, ["configuration", "layer", "seeds", "transfer measure", f"transfer peaked ({unit})",
-                               f"I(X;T) turned down ({unit})", "I(X;T) by", "final over-compression score"])
-    return table + f'<p class="muted">{_e(DEFINITIONS)}</p>', summary
+    """The verdict table of :func:`infodyn.tradeoff.verdicts` (one row per configuration, layer and
+    transfer protocol)."""
+    try:
+        v = tr.verdicts(df) if len(df) else None
+    except Exception as exc:  # the report must still render; say why the verdicts are missing
+        return f'<p class="warn">verdicts could not be computed: {_e(type(exc).__name__)}: {_e(exc)}</p>', None
+    if v is None or not len(v):
+        return "<p>No summary: the table has no transfer or source accuracy rows without errors.</p>", None
+    return _verdict_table(v), v
 
 
 def _verdict_table(v: pd.DataFrame) -> str:

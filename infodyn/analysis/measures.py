@@ -27,10 +27,9 @@ from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Tup
 
 import numpy as np
 
-from infodyn.tradeoff import IXT, ITY, KNN, NC1, PROBE, RANKME, SCORE, SOURCE_ACC
+from infodyn.overcompression import TARGET_SCORE_NAME as TARGET_SCORE
+from infodyn.tradeoff import FEWSHOT, IXT, ITY, KNN, NC1, PROBE, RANKME, SCORE, SOURCE_ACC
 
-FEWSHOT = "fewshot_probe_acc"
-TARGET_SCORE = "overcompression_score_target"
 OUTPUT_LAYER = "output"
 LANDSCAPE_LAYER = "model"  # the layer name of the per-checkpoint loss-landscape rows
 MIN_TEST = 1000  # a test split this large is used as it is; smaller ones are cross-fitted

@@ -41,7 +41,7 @@ def run(args) -> int:
     import json
 
     from infodyn.analysis import AnalysisInterrupted, analyze, failures
-    from infodyn.tradeoff import format_summary, onset
+    from infodyn.tradeoff import format_verdicts, verdicts
 
     out = Path(args.out)
     try:
@@ -73,7 +73,7 @@ def run(args) -> int:
     figs, rep = report_outputs(df, out, manifests, settings)
     print(f"\n{len(df)} rows -> {out / 'results.csv'}")
     print(f"report -> {rep}  ({len(figs)} figures)")
-    print("\n" + format_summary(onset(df)))
+    print("\n" + format_verdicts(verdicts(df)))
     bad = failures(df)
     if len(bad):
         print(f"\n{bad['checkpoint'].nunique()} checkpoint(s) failed:", file=sys.stderr)
