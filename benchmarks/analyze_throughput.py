@@ -5,9 +5,9 @@ Writes benchmarks/results/analyze_throughput.md and prints it.
 
 Set-up: an MLP (64-64-32-5, ReLU) trained on digits:0-4 with checkpoints saved every few steps;
 each checkpoint is analysed at layers fc1 and fc2 with the default measures (binning, KDE,
-linear probe and k-NN on source digits:0-4 and target digits:5-9, RankMe, source accuracy,
-over-compression score), i.e. 3 units per checkpoint. Every timing starts from an empty output
-folder (no unit or feature cache) except the cached rerun. The peer for the speed-up is the same
+linear probe, k-NN and few-shot probe on source digits:0-4 and target digits:5-9, RankMe, source
+accuracy, over-compression score): one unit per checkpoint. Every timing starts from an empty
+output folder (no result or feature cache) except the cached rerun. The peer for the speed-up is the same
 analysis with one job, run in the same process just before.
 
 The machine is shared (2 cores, other jobs running), so absolute times are noisy; ratios taken
@@ -79,18 +79,19 @@ def main() -> int:
              f"`{' '.join(['python', 'benchmarks/analyze_throughput.py'] + sys.argv[1:])}`; "
              f"{os.cpu_count()} CPUs (shared, busy: timings are noisy); CPU only. "
              "Run: MLP 64-64-32-5 on digits:0-4, target digits:5-9; layers fc1, fc2; default measures "
-             "(binning, kde, linear_probe, knn, rankme, source_acc, overcompression): 3 units per checkpoint.", ""]
+             "(binning, kde, linear_probe, knn, fewshot_probe, rankme, source_acc, overcompression): one unit "
+             "per checkpoint (one load, one forward pass), 2 x 7 + 1 = 15 cached results per checkpoint.", ""]
     try:
         runs = {n: make_run(tmp, n) for n in sizes}
         timed(runs[sizes[0]], tmp / "warm1", 1, 1)  # imports and first-call costs out of the table
         timed(runs[sizes[0]], tmp / "warm2", 2, 1)  # starts the loky workers (reused by later calls)
         lines += ["## Time as checkpoints grow (1 job, 1 torch thread)", "",
-                  "| checkpoints | units | seconds | seconds / checkpoint |", "|---|---|---|---|"]
+                  "| checkpoints | cached results | seconds | seconds / checkpoint |", "|---|---|---|---|"]
         totals = []
         for n in sizes:
             secs, _ = timed(runs[n], tmp / f"out{n}", 1, 1)
             totals.append(secs)
-            lines.append(f"| {n} | {3 * n} | {secs:.1f} | {secs / n:.2f} |")
+            lines.append(f"| {n} | {15 * n} | {secs:.1f} | {secs / n:.2f} |")
         x = np.array(sizes, float)
         slope, icpt = np.polyfit(x, totals, 1)
         r2 = 1 - np.sum((np.polyval([slope, icpt], x) - totals) ** 2) / np.sum((totals - np.mean(totals)) ** 2)
@@ -110,19 +111,19 @@ def main() -> int:
         small = sizes[0]
         one_t2, _ = timed(runs[small], tmp / "j1t2", 1, 2)
         cached, _ = timed(runs[n], tmp / "j2", 1, 1, fresh=False)
-        lines += [f"## Jobs and cache ({n} checkpoints, {3 * n} units; best of 2 alternating rounds)", "",
-                  "| setting | wall seconds | speed-up vs 1 job | compute seconds summed over units |",
+        lines += [f"## Jobs and cache ({n} checkpoints, {15 * n} cached results; best of 2 alternating rounds)", "",
+                  "| setting | wall seconds | speed-up vs 1 job | compute seconds summed over results |",
                   "|---|---|---|---|",
                   f"| 1 job, 1 torch thread | {one:.1f} | 1.00 | {best1[2]:.1f} |",
                   f"| 2 jobs (joblib loky, workers already started), 1 thread each | {two:.1f} | {one / two:.2f} | "
                   f"{best2[3]:.1f} |",
-                  f"| cached rerun (every unit cached) | {cached:.2f} | {one / cached:.1f} | - |", "",
+                  f"| cached rerun (every result cached) | {cached:.2f} | {one / cached:.1f} | - |", "",
                   f"Rounds (1 job, 2 jobs) wall seconds: {', '.join(f'({r[0]:.1f}, {r[1]:.1f})' for r in rounds)}. "
                   "When the summed compute seconds of the 2-job run are about twice those of the 1-job run, "
                   "each worker got half a core: the machine had no second core to give.", "",
                   f"Torch threads: 1 job with 2 torch threads on the {small}-checkpoint run took {one_t2:.1f} s "
-                  f"against {totals[0]:.1f} s with 1 thread ({totals[0] / one_t2:.2f}x), hence the default of one "
-                  "thread per worker.", "",
+                  f"against {totals[0]:.1f} s with 1 thread ({totals[0] / one_t2:.2f}x); the default stays one "
+                  "thread per worker, so that jobs x threads never exceeds the cores when several jobs run.", "",
                   f"Target: 2 jobs >= 1.6x one job: {'met' if one / two >= 1.6 else 'NOT met'} ({one / two:.2f}x). "
                   f"Load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other sessions' "
                   "work): two worker processes compete with it for the same two cores, so the speed-up here is a "

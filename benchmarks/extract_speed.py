@@ -8,7 +8,7 @@ What is compared (same model, same inputs, same layers, same process, best of R 
 - naive:   one forward pass per sample with hooks, outputs gathered with np.stack;
 - batched: plain torch, the way one writes it by hand: forward hooks append each batch's
            output to a list, torch.cat at the end (batch 512, no_grad, eval);
-- infodyn: extract_features(model, x, layers, batch_size=512).
+- infodyn: extract_features(model, x, layers, batch_size=512, pool="flatten").
 Then an "analysis" over C checkpoints (load safely -> apply_state -> cached_features) twice with
 one FeatureCache: the first pass extracts and writes the cache, the second (warm) pass reads it
 and never builds the model nor loads the checkpoint. The in-process file-hash memo is cleared
@@ -83,7 +83,8 @@ def check_equal(a, b):
 
 
 def throughput_rows(name, model, x, layers, n_naive, repeats):
-    ours = lambda: extract_features(model, x, layers, batch_size=512, device="cpu")  # noqa: E731
+    # flattened maps, as the two references produce them (the analysis default pools conv maps)
+    ours = lambda: extract_features(model, x, layers, batch_size=512, device="cpu", pool="flatten")  # noqa: E731
     ours(), batched(model, x[:512], layers)  # warm-up (allocator, first-call overheads)
     t_naive, f_naive = best_of(lambda: naive(model, x[:n_naive], layers), 1)
     # Alternate the two batched methods so that load changes on the shared machine hit both.
@@ -122,7 +123,7 @@ def cache_rows(tmp: Path, n_ckpt: int, x, layers):
             def build(p=p):
                 m = small_cnn(1, 10, 32, input_shape=[1, 28, 28], hidden=64)
                 return apply_state(m, load_checkpoint(p), p)
-            feats = cached_features(cache, checkpoint=p, layers=layers, dataset="bench", x=x,
+            feats = cached_features(cache, checkpoint=p, layers=layers, dataset="bench", x=x, pool="flatten",
                                     model=build, data_digest=digest, device="cpu")
             total += sum(v.size for v in feats.values())
         return total
