@@ -9,7 +9,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -207,6 +207,27 @@ def array_sha256(x: np.ndarray, y: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def class_subset(classes: Tuple[Any, ...], subset, name: str) -> Tuple[Tuple[Any, ...], List[int], np.ndarray]:
+    """(kept classes in the order asked, their old codes, recode) for a class subset:
+    ``recode[code]`` is the new code of an old class code, -1 for a class left out. ``subset`` None keeps every class; ids
+    may be given as values or as their strings. Unknown ids -> ValueError naming ``name``."""
+    if subset is None:
+        keep_codes, new_classes = list(range(len(classes))), tuple(classes)
+    else:
+        wanted = parse_classes(subset)
+        lookup = {c: i for i, c in enumerate(classes)}
+        lookup.update({str(c): i for i, c in enumerate(classes)})
+        missing = [c for c in wanted if c not in lookup and str(c) not in lookup]
+        if missing:
+            raise ValueError(f"{name}: classes {missing} not in the data set; it has classes "
+                             f"{format_classes(classes)}")
+        keep_codes = [lookup[c] if c in lookup else lookup[str(c)] for c in wanted]
+        new_classes = tuple(classes[k] for k in keep_codes)
+    recode = np.full(len(classes), -1, dtype=np.int64)
+    recode[keep_codes] = np.arange(len(keep_codes))
+    return new_classes, keep_codes, recode
+
+
 def build(name: str, x: np.ndarray, y: np.ndarray, classes: Sequence[Any], *, role: str,
           meta: Dict[str, Any], seed: int = 0, split=DEFAULT_SPLIT, subset=None,
           fixed_test: Optional[np.ndarray] = None, origin: Optional[np.ndarray] = None,
@@ -233,21 +254,7 @@ def build(name: str, x: np.ndarray, y: np.ndarray, classes: Sequence[Any], *, ro
     classes = tuple(classes)
     fr = check_split(split)
     y = np.asarray(y)
-    if subset is None:
-        keep_codes = list(range(len(classes)))
-        new_classes = classes
-    else:
-        wanted = parse_classes(subset)
-        lookup = {c: i for i, c in enumerate(classes)}
-        lookup.update({str(c): i for i, c in enumerate(classes)})
-        missing = [c for c in wanted if c not in lookup and str(c) not in lookup]
-        if missing:
-            raise ValueError(f"{name}: classes {missing} not in the data set; it has classes "
-                             f"{format_classes(classes)}")
-        keep_codes = [lookup[c] if c in lookup else lookup[str(c)] for c in wanted]
-        new_classes = tuple(classes[k] for k in keep_codes)
-    recode = np.full(len(classes), -1, dtype=np.int64)
-    recode[keep_codes] = np.arange(len(keep_codes))
+    new_classes, keep_codes, recode = class_subset(classes, subset, name)
 
     parts = {"train": [], "val": [], "test": []}
     if origin is not None:

@@ -9,14 +9,12 @@ written for in-memory sets); an analysis of large data uses ``split(name).read(i
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from .dataset import DEFAULT_SPLIT, check_split, format_classes, parse_classes
+from .dataset import DEFAULT_SPLIT, check_split, class_subset, format_classes
 from .splits import IDENTITY, SPLITS, LazySplit, Transform, _sha, carve
 from .spec import DataSpec
 
@@ -129,20 +127,7 @@ def from_readers(name: str, readers: Dict[str, Any], *, seed: int = 0, split=DEF
     classes = np.unique(allv)
     codes = {k: np.searchsorted(classes, a).astype(np.int64) for k, a in raw.items()}
     classes_t = tuple(c.item() for c in classes)
-    if subset is None:
-        keep_codes, new_classes = list(range(len(classes_t))), classes_t
-    else:
-        wanted = parse_classes(subset)
-        lookup = {c: i for i, c in enumerate(classes_t)}
-        lookup.update({str(c): i for i, c in enumerate(classes_t)})
-        missing = [c for c in wanted if c not in lookup and str(c) not in lookup]
-        if missing:
-            raise ValueError(f"{name}: classes {missing} not in the data set; it has classes "
-                             f"{format_classes(classes_t)}")
-        keep_codes = [lookup[c] if c in lookup else lookup[str(c)] for c in wanted]
-        new_classes = tuple(classes_t[k] for k in keep_codes)
-    recode = np.full(len(classes_t), -1, dtype=np.int64)
-    recode[keep_codes] = np.arange(len(keep_codes))
+    new_classes, _, recode = class_subset(classes_t, subset, name)
     kept = {k: np.flatnonzero(recode[c] >= 0) for k, c in codes.items()}
     plan = carve({k: codes[k][kept[k]] for k in readers}, fr, seed)
     splits = {}
