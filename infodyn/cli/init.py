@@ -116,6 +116,19 @@ def run(args) -> int:
     return 0
 
 
+def _pool(value: str) -> str:
+    """``--pool`` checked against infodyn.runs.extract's pool names."""
+    import argparse
+
+    from infodyn.runs.extract import check_pool
+
+    try:
+        check_pool(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "init", help="write a run manifest (infodyn.yaml) for a folder of checkpoints",
@@ -150,7 +163,10 @@ def add_parser(sub) -> None:
                    help="with --list: read checkpoints that hold pickled Python objects (their code "
                         "runs; only for your own files)")
     p.add_argument("--name", help="the run's name in result tables (default: the folder's name)")
-    p.add_argument("--pool", choices=("flatten", "avg"), help="how conv maps become vectors")
+    p.add_argument("--pool", type=_pool, metavar="POOL",
+                   help="how a layer's output becomes one vector per sample: auto (conv maps averaged over space, "
+                        "token outputs over tokens), avg, max, avgHxW (e.g. avg2x2), flatten, cls or mean "
+                        "(default: auto; per-layer choices go in the manifest's pool mapping)")
     p.add_argument("--seed", type=int, help="the run's seed (default: read from the name, e.g. tanh-seed3)")
     p.add_argument("--config", help="the configuration the run belongs to, aggregated across seeds "
                    "(default: the name without its seed part)")
