@@ -71,3 +71,36 @@ def test_user_split_is_kept_and_head_accuracy_is_on_the_users_test_split(run, tm
     # the table says which splits the user gave and which infodyn carved, and how features were pooled
     assert all(p["source_splits"] == {"train": "given", "val": "carved", "test": "given"} for p in params)
     assert all(p["pool"] == "auto" and p["features"] == 10 for p in params)
+
+
+def test_an_image_edited_in_place_is_seen_in_the_same_process(tmp_path):
+    """Data read lazily are not kept across analyses: an image folder whose files are rewritten
+    in place (the folder's own time stamp unchanged) gives new numbers in the same process."""
+    import os
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    run = tmp_path / "run"
+    for c in range(2):
+        (run / "imgs" / f"c{c}").mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray((rng.random((4, 4)) * 255).astype(np.uint8)).save(run / "imgs" / f"c{c}" / f"{i}.png")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 6), torch.nn.ReLU(), torch.nn.Linear(6, 2))
+    torch.save({"state_dict": {f"net.{k}": v for k, v in model.state_dict().items()}, "epoch": 0}, run / "ep0.pt")
+    (run / "models.py").write_text("import torch\n\n\ndef make():\n    return torch.nn.Sequential(torch.nn.Flatten(), "
+                                   "torch.nn.Linear(16, 6), torch.nn.ReLU(), torch.nn.Linear(6, 2))\n")
+    (run / "infodyn.yaml").write_text(yaml.safe_dump({"model": "models:make", "state_prefix": "net.",
+                                                      "data": {"source": {"images": "imgs", "mode": "L"}},
+                                                      "layers": ["2"]}))
+    out = tmp_path / "out"  # with a cache: a stale data digest would return the old rows
+    before = analysis.analyze(run, measures="kde", out=out, progress=False)
+    folder_stat = os.stat(run / "imgs" / "c0").st_mtime_ns
+    Image.fromarray(np.full((4, 4), 255, np.uint8)).save(run / "imgs" / "c0" / "0.png")  # rewritten in place
+    os.utime(run / "imgs" / "c0", ns=(folder_stat, folder_stat))
+    after = analysis.analyze(run, measures="kde", out=out, progress=False)
+    fresh = analysis.analyze(run, measures="kde", progress=False)
+    assert (before["error"] == "").all(), before["error"].unique()
+    assert not np.allclose(before["value"], after["value"])
+    assert np.allclose(after["value"], fresh["value"])

@@ -46,16 +46,19 @@ def _stamp(ref) -> Any:
 
 
 @lru_cache(maxsize=8)
-def _load_cached(ref, seed: int, stamp) -> Any:
+def _load_cached(ref, seed: int, stamp, digest: Optional[str]) -> Any:
     from infodyn.data import load
 
     return load(ref, seed=seed)
 
 
-def dataset(ref, seed: int):
-    """A data set by its manifest reference (a name, a path or a DataSpec), cached per process
-    while its file is unchanged."""
-    return _load_cached(ref, int(seed), _stamp(ref))
+def dataset(ref, seed: int, digest: Optional[str] = None):
+    """A data set by its manifest reference (a name, a path or a DataSpec), cached per process.
+
+    The cache key holds the file's size and modification time and, in the analysis, the content
+    digest the main process computed for this analysis, so a worker never keeps data that were
+    edited since (also files edited in place inside a data folder)."""
+    return _load_cached(ref, int(seed), _stamp(ref), digest)
 
 
 def data_digest(ref, seed: int) -> str:
@@ -170,7 +173,7 @@ class Checkpoint:
         from infodyn.tradeoff import SOURCE_ACC
 
         u = self.unit
-        src = dataset(u.options["source"], u.options["seed"])
+        src = dataset(u.options["source"], u.options["seed"], u.options["source_digest"])
         model = self.model()
         dev = resolve_device(u.options.get("device", "auto"))
         model.to(dev)
@@ -303,8 +306,9 @@ def _layer_jobs(unit: Unit, jobs: List[Job], ckpt: Checkpoint, seed: int) -> Lis
     opts = unit.options
     needs = set().union(*(registry.get(j.measure).needs for j in jobs))
     try:
-        src = dataset(opts["source"], seed)
-        tgt = dataset(opts["target"], seed) if opts.get("has_target") and "target" in needs else None
+        src = dataset(opts["source"], seed, opts["source_digest"])
+        tgt = (dataset(opts["target"], seed, opts["target_digest"]) if opts.get("has_target") and "target" in needs
+               else None)
     except Exception as exc:
         return [r for j in jobs for r in error_rows(unit, j, f"data: {type(exc).__name__}: {exc}")]
     ys = labels(src)
@@ -362,7 +366,7 @@ def _landscape(unit: Unit, jobs: List[Job], ckpt: Checkpoint, seed: int) -> List
     opts = unit.options
     kw = {"trust": opts.get("trust", False), "state_prefix": getattr(unit.manifest, "state_prefix", None)}
     try:
-        src = dataset(opts["source"], seed)
+        src = dataset(opts["source"], seed, opts["source_digest"])
         prev = load_checkpoint(opts["prev_ckpt"], **kw) if opts.get("prev_ckpt") else None
         first = load_checkpoint(opts["first_ckpt"], **kw) if opts.get("first_ckpt") else None
         train = positions(src)["train"]
