@@ -153,6 +153,7 @@ class Checkpoint:
     def __init__(self, unit: Unit):
         self.unit = unit
         self._model = None
+        self._landscape: Optional[List[Dict[str, Any]]] = None
 
     def model(self):
         if self._model is None:
@@ -191,6 +192,31 @@ class Checkpoint:
         acc = float((out.argmax(1).numpy() == y_test).mean())
         return [Result(SOURCE_ACC, "source", acc, None, "head", {"split": "test"}, len(y_test))]
 
+    def landscape(self, name: str) -> List[Result]:
+        """The rows of one loss-landscape measure. Every landscape measure of the unit is computed
+        in one call on first use (they share the model's gradients; source train split);
+        ``weight_distance_init`` is measured from the run's first checkpoint, ``weight_distance_prev``
+        and ``loss_barrier`` from the previous one (none on the first)."""
+        from infodyn.landscape.measures import MEASURES, checkpoint_measures, measure_names
+        from infodyn.runs import load_checkpoint
+
+        if self._landscape is None:
+            u, opts = self.unit, self.unit.options
+            kw = {"trust": opts.get("trust", False), "state_prefix": getattr(u.manifest, "state_prefix", None)}
+            src = dataset(opts["source"], opts["seed"], opts["source_digest"])
+            prev = load_checkpoint(opts["prev_ckpt"], **kw) if opts.get("prev_ckpt") else None
+            first = load_checkpoint(opts["first_ckpt"], **kw) if opts.get("first_ckpt") else None
+            train = positions(src)["train"]
+            wanted = [j.measure for j in u.jobs if j.measure in MEASURES]
+            self._landscape = checkpoint_measures(self.model(), None, prev, first, inputs(src, train),
+                                                  labels(src)[train], wanted, seed=opts["seed"],
+                                                  device=opts.get("device", "auto"),
+                                                  options=opts.get("landscape_options"))
+        return [Result(r["measure"], r["task"], r["value"], None if r["ci_low"] != r["ci_low"] else
+                       (r["ci_low"], r["ci_high"]), r["method"], json.loads(r["params"]), r["n"], layer=r["layer"],
+                       seconds=r["seconds"], error=r["error"])
+                for r in self._landscape if r["measure"] in measure_names(name)]
+
 
 def _rows(unit: Unit, job: Job, compute: Callable[[], List[Result]],
           context: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
@@ -204,14 +230,15 @@ def _rows(unit: Unit, job: Job, compute: Callable[[], List[Result]],
     secs = time.perf_counter() - t0
     out = []
     for res in results:
-        r = unit.base_row(job.layer)
+        r = unit.base_row(res.layer or job.layer)
         r.update(measure=res.measure, task=res.task, value=float(res.value), method=res.method,
                  params=json.dumps({**(context or {}), **res.params}, sort_keys=True, default=str), n=int(res.n),
-                 seconds=secs / max(len(results), 1))
+                 seconds=res.seconds if res.seconds is not None else secs / max(len(results), 1), error=res.error)
         if res.ci is not None:
             r["ci_low"], r["ci_high"] = float(res.ci[0]), float(res.ci[1])
-        if not math.isfinite(r["value"]):
+        if not r["error"] and not math.isfinite(r["value"]):
             r["error"] = f"{job.measure} gave a non-finite value on layer {job.layer}"
+        if r["error"]:
             r["value"] = math.nan
         out.append(r)
     return out
@@ -281,16 +308,12 @@ def _run(unit: Unit) -> List[Dict[str, Any]]:
     ckpt = Checkpoint(unit)
     rows: List[Dict[str, Any]] = []
     layer_jobs = [j for j in unit.jobs if registry.get(j.measure).scope == "layer"]
-    other_jobs = [j for j in unit.jobs if registry.get(j.measure).scope != "layer"]
-
     if layer_jobs:
         rows += _layer_jobs(unit, layer_jobs, ckpt, seed)
-    land = [j for j in other_jobs if j.measure != "source_acc"]
-    for job in other_jobs:
-        if job.measure == "source_acc":
-            rows += _finish(job, _with_model(unit, [job], ckpt, lambda: _rows(unit, job, ckpt.head_accuracy)))
-    if land:
-        rows += _with_model(unit, land, ckpt, lambda: _landscape(unit, land, ckpt, seed))
+    for job in unit.jobs:  # checkpoint measures: computed from the model itself
+        m = registry.get(job.measure)
+        if m.scope != "layer":
+            rows += _finish(job, _with_model(unit, [job], ckpt, lambda: _rows(unit, job, lambda: m.compute(ckpt))))
     return rows
 
 
@@ -353,38 +376,6 @@ def _layer_jobs(unit: Unit, jobs: List[Job], ckpt: Checkpoint, seed: int) -> Lis
                           registry.settings(job.measure, opts["params"]),
                           inputs=lambda pos: inputs(src, pos))
         rows += _finish(job, _rows(unit, job, lambda: m.compute(inp), provenance(job.layer, m)))
-    return rows
-
-
-def _landscape(unit: Unit, jobs: List[Job], ckpt: Checkpoint, seed: int) -> List[Dict[str, Any]]:
-    """The landscape measures of one checkpoint (source train split) in one call, split into
-    their jobs. ``weight_distance_init`` is measured from the run's first checkpoint,
-    ``weight_distance_prev`` and ``loss_barrier`` from the previous one (none on the first)."""
-    from infodyn.landscape.measures import checkpoint_measures, measure_names
-    from infodyn.runs import checkpoint_name, load_checkpoint
-
-    opts = unit.options
-    kw = {"trust": opts.get("trust", False), "state_prefix": getattr(unit.manifest, "state_prefix", None)}
-    try:
-        src = dataset(opts["source"], seed, opts["source_digest"])
-        prev = load_checkpoint(opts["prev_ckpt"], **kw) if opts.get("prev_ckpt") else None
-        first = load_checkpoint(opts["first_ckpt"], **kw) if opts.get("first_ckpt") else None
-        train = positions(src)["train"]
-        recs = checkpoint_measures(ckpt.model(), None, prev, first, inputs(src, train), labels(src)[train],
-                                   [j.measure for j in jobs], seed=seed, device=opts.get("device", "auto"),
-                                   options=opts.get("landscape_options"))
-    except Exception as exc:  # bad options, data or reference checkpoints: every landscape row says why
-        msg = f"{checkpoint_name(unit.checkpoint)}: {type(exc).__name__}: {exc}"
-        return [r for j in jobs for r in error_rows(unit, j, msg)]
-    rows = []
-    for job in jobs:
-        mine = []
-        for rec in recs:
-            if rec.get("measure") in measure_names(job.measure):
-                r = unit.base_row(job.layer)
-                r.update(rec)
-                mine.append(r)
-        rows += _finish(job, mine)
     return rows
 
 

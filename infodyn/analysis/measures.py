@@ -38,7 +38,9 @@ FOLDS = 5
 
 @dataclass
 class Result:
-    """One row's worth of a measure: (measure, task) value with its provenance."""
+    """One row's worth of a measure: (measure, task) value with its provenance. ``layer``
+    overrides the job's layer (per-module rows); ``seconds`` and ``error`` are set by measures
+    that time, or fail, row by row."""
 
     measure: str
     task: str
@@ -47,6 +49,9 @@ class Result:
     method: str = ""
     params: Dict[str, Any] = field(default_factory=dict)
     n: int = 0
+    layer: Optional[str] = None
+    seconds: Optional[float] = None
+    error: str = ""
 
 
 @dataclass
@@ -383,6 +388,10 @@ def _source_acc(ctx) -> List[Result]:
     return ctx.head_accuracy()
 
 
+def _landscape_measure(name: str):
+    return lambda ctx: ctx.landscape(name)
+
+
 register(Measure("source_acc", "checkpoint", lambda has_target: [(SOURCE_ACC, "source")], _source_acc, defaults={},
                  higher_is_better={SOURCE_ACC: True}, description="the model's own head accuracy on the source test split"))
 
@@ -395,7 +404,7 @@ def _landscape() -> None:
         if name not in REGISTRY:
             REGISTRY[name] = Measure(name, "checkpoint",
                                      (lambda n: lambda has_target: [(r, "source") for r in measure_names(n)])(name),
-                                     lambda ctx: ctx.landscape(), defaults=None,
+                                     _landscape_measure(name), defaults=None,
                                      description="loss-landscape measure (infodyn.landscape.measures)")
 
 
