@@ -104,3 +104,31 @@ def test_an_image_edited_in_place_is_seen_in_the_same_process(tmp_path):
     assert (before["error"] == "").all(), before["error"].unique()
     assert not np.allclose(before["value"], after["value"])
     assert np.allclose(after["value"], fresh["value"])
+
+
+def test_features_over_the_memory_budget_are_streamed_to_disk_and_give_the_same_table(tmp_path, monkeypatch):
+    """Issue 18.2: with a memory budget of one byte every layer's features are written batch by
+    batch into memory-mapped cache entries and read back as maps; the table is unchanged."""
+    from infodyn.analysis import execute
+    from infodyn.models import mlp as make_mlp
+    from infodyn.runs import FeatureCache, cached_features
+    from test_analysis import make_run
+
+    run, _ = make_run(tmp_path / "runs", "r", target=None)
+    in_memory = analysis.analyze(run, measures="kde,knn,rankme", out=None, progress=False, max_samples=300)
+    monkeypatch.setattr(execute, "MMAP_BYTES", 1)
+    streamed = analysis.analyze(run, measures="kde,knn,rankme", out=tmp_path / "o", progress=False, max_samples=300)
+    cols = ["checkpoint", "layer", "measure", "task", "value"]
+    assert in_memory[cols].equals(streamed[cols])
+    assert not list((tmp_path / "o" / "features").rglob("*.tmp"))  # every temporary file was published
+
+    torch.manual_seed(0)
+    model = make_mlp(8, (12, 6), 3, "tanh")
+    x = np.random.default_rng(0).normal(size=(500, 8)).astype(np.float32)
+    cache = FeatureCache(tmp_path / "fc")
+    got = cached_features(cache, checkpoint="w", layers=["fc1"], dataset="d", x=x, model=model, batch_size=64,
+                          mmap_bytes=0)
+    assert isinstance(got["fc1"], np.memmap) and not got["fc1"].flags.writeable
+    from infodyn.runs import extract_features
+
+    np.testing.assert_array_equal(np.asarray(got["fc1"]), extract_features(model, x, ["fc1"], batch_size=64)["fc1"])

@@ -127,8 +127,9 @@ def cached_features(cache: Optional[FeatureCache], *, checkpoint, layers: Sequen
         pool, amp, batch_size, device: as in :func:`infodyn.runs.extract_features`.
         transform: a name for any preprocessing applied to ``x`` (part of the key).
         extra: further key parts (e.g. the model spec).
-        mmap_bytes: a layer's features larger than this are returned as a read-only memory map
-            of the cache entry instead of an in-memory array (bounded memory for large sets).
+        mmap_bytes: a layer's features larger than this are written batch by batch into a
+            memory-mapped cache entry during the forward pass and returned as a read-only memory
+            map, so memory does not grow with the data set (None: always in memory).
 
     Returns:
         ``{layer: float32 array (n, d)}`` in the order of ``layers``.
@@ -156,14 +157,37 @@ def cached_features(cache: Optional[FeatureCache], *, checkpoint, layers: Sequen
     missing = [layer for layer in layers if layer not in found]
     if missing:
         m = model() if callable(model) and not hasattr(model, "named_modules") else model
-        fresh = extract_features(m, x, missing, batch_size=batch_size, device=device, pool=pool,
-                                 amp=amp)
+        streamed: Dict[str, tuple] = {}
+
+        def allocate(layer: str, shape) -> np.ndarray:
+            """Large outputs go straight into a memory-mapped .npy beside their cache entry."""
+            if not big(4 * shape[0] * shape[1]):
+                return np.empty(shape, dtype=np.float32)
+            final = cache.path({**base, "layer": layer})
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+            streamed[layer] = (tmp, final)
+            return np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=tuple(shape))
+
+        try:
+            fresh = extract_features(m, x, missing, batch_size=batch_size, device=device, pool=pool,
+                                     amp=amp, allocate=allocate)
+        except BaseException:
+            for tmp, _ in streamed.values():
+                tmp.unlink(missing_ok=True)
+            raise
         if set(fresh) != set(missing):
             raise ValueError(f"cached_features needs exact module names, got {missing}; resolve "
                              f"patterns first with resolve_layers (they match {sorted(fresh)})")
         for layer in missing:
-            path = cache.put({**base, "layer": layer}, fresh[layer])
-            found[layer] = fresh.pop(layer)
-            if big(found[layer].nbytes):
-                found[layer] = np.load(path, mmap_mode="r")
+            arr = fresh.pop(layer)
+            if layer in streamed:  # complete on disk: publish it atomically, read it back as a map
+                tmp, final = streamed[layer]
+                arr.flush()
+                del arr
+                os.replace(tmp, final)
+                found[layer] = np.load(final, mmap_mode="r")
+            else:
+                cache.put({**base, "layer": layer}, arr)
+                found[layer] = arr
     return {layer: found[layer] for layer in layers}

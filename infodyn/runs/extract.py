@@ -39,7 +39,7 @@ import contextlib
 import difflib
 import re
 import warnings
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -279,10 +279,16 @@ def _batch(xt, start: int, stop: int):
     return b
 
 
+def _empty(_layer: str, shape: Tuple[int, int]) -> np.ndarray:
+    return np.empty(shape, dtype=np.float32)
+
+
 def extract_features(model, x, layers: Union[str, Sequence[str]], *, batch_size: int = 512,
                      device="auto", pool: Union[str, Mapping[str, str]] = "auto", amp: bool = False,
                      stop_early: bool = True,
-                     pool_log: Optional[Dict[str, Dict[str, Any]]] = None) -> Dict[str, np.ndarray]:
+                     pool_log: Optional[Dict[str, Dict[str, Any]]] = None,
+                     allocate: Optional[Callable[[str, Tuple[int, int]], np.ndarray]] = None
+                     ) -> Dict[str, np.ndarray]:
     """Outputs of the named layers for every sample of ``x``, all layers in one pass per batch.
 
     Args:
@@ -302,6 +308,9 @@ def extract_features(model, x, layers: Union[str, Sequence[str]], *, batch_size:
         stop_early: stop each forward pass once every chosen layer has produced its output.
         pool_log: a dict to receive ``{layer: {"pool", "layout", "shape"}}``: the pool applied
             (``"auto"`` resolved), the layout assumed and the per-sample output shape.
+        allocate: ``allocate(layer, (n, d)) -> float32 array`` for each layer's output, called
+            once its width is known (default ``np.empty``); e.g. a memory map on disk, so that
+            features larger than memory are streamed there batch by batch.
 
     Returns:
         ``{layer: float32 array of shape (n, d_layer)}`` in the model's module order; row i
@@ -343,6 +352,7 @@ def extract_features(model, x, layers: Union[str, Sequence[str]], *, batch_size:
     shapes: Dict[str, tuple] = {}
     captured: Dict[str, "torch.Tensor"] = {}
     out: Dict[str, np.ndarray] = {}
+    bad: Dict[str, int] = {}  # non-finite values per layer, counted batch by batch
     wanted = set(names)
     last_layout: List[Any] = [None]  # (layout, output shape) of the last layout module that finished
 
@@ -408,8 +418,9 @@ def extract_features(model, x, layers: Union[str, Sequence[str]], *, batch_size:
                                      "from input to output")
                 for name in names:
                     feat = captured[name]
+                    bad[name] = bad.get(name, 0) + feat.numel() - int(torch.isfinite(feat).sum())
                     if name not in out:
-                        out[name] = np.empty((n, feat.shape[1]), dtype=np.float32)
+                        out[name] = (allocate or _empty)(name, (n, int(feat.shape[1])))
                     elif feat.shape[1] != out[name].shape[1]:
                         raise ValueError(f"layer {name!r} gave {feat.shape[1]} features for batch "
                                          f"starting at {start}, but {out[name].shape[1]} before; "
@@ -421,9 +432,8 @@ def extract_features(model, x, layers: Union[str, Sequence[str]], *, batch_size:
         model.train(was_training)
 
     for name in names:
-        bad = int(np.size(out[name]) - np.count_nonzero(np.isfinite(out[name])))
-        if bad:
-            raise ValueError(f"layer {name!r}: {bad} of {out[name].size} feature values are NaN or "
+        if bad.get(name):
+            raise ValueError(f"layer {name!r}: {bad[name]} of {out[name].size} feature values are NaN or "
                              f"infinite (features of shape {out[name].shape}); the checkpoint may "
                              "have diverged" + (" or overflowed in float16 (try amp=False)" if use_amp else ""))
     if pool_log is not None:
