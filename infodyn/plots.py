@@ -21,7 +21,6 @@ The figures carry their own caveats:
 """
 from __future__ import annotations
 
-import functools
 import math
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -333,8 +332,9 @@ def _mean_band(ax, sub: pd.DataFrame, label: str, colour, ls: str = "-") -> None
 
 
 def tradeoff_curves(df: pd.DataFrame, path) -> Optional[Path]:
-    """Discriminability (source accuracy, solid) and transferability (target accuracy, dashed)
-    over training: one panel per (configuration, layer) that has a transfer measure (else one
+    """Discriminability (source accuracy, solid) and transferability (target accuracy of every
+    protocol measured, dashed) over training: one panel per (configuration, layer) that has a
+    transfer measure (else one
     panel per configuration with its source accuracy); thick line = mean over seeds, band =
     95 % t interval of that mean (clipped to [0, 1]), thin lines = each seed (own marker). The
     accuracy axis zooms to the data; the time axis is log when checkpoints are log-spaced."""
@@ -363,8 +363,11 @@ def tradeoff_curves(df: pd.DataFrame, path) -> Optional[Path]:
     for (config, layer), ax in axes.items():
         cb, cg = bands[bands["config"] == config], good[good["config"] == config]
         values, n_acc = [], []
-        for (meas, task), colour, ls, on in ((src, "C0", "-", src[0] is not None),
-                                             (tgt, "C1", "--", tgt[0] is not None and layer)):
+        # every transfer protocol measured on the transfer task (dashed, one colour each): they can
+        # disagree (the verdicts are per protocol)
+        protocols = [((m, tgt[1]), f"C{i + 1}", "--", bool(layer)) for i, m in enumerate(tr.PROTOCOLS)
+                     if tgt[0] is not None and ((cg["measure"] == m) & (cg["task"] == tgt[1])).any()]
+        for (meas, task), colour, ls, on in [(src, "C0", "-", src[0] is not None)] + protocols:
             if not on:
                 continue
             b = cb[(cb["measure"] == meas) & (cb["task"] == task)]
