@@ -189,3 +189,23 @@ def test_plot_refuses_a_folder_of_the_users_files(tmp_path, capsys):
     assert main(["plot", str(out / "results.csv"), "--out", str(mine)]) == 2
     assert (mine / "report.html").read_text() == "my report" and len(list(mine.iterdir())) == 1
     assert main(["plot", str(out / "results.csv")]) == 0  # the analysis folder itself is fine
+
+
+def test_job_keys_hold_what_determines_the_rows_and_only_that():
+    """A setting that changes a job's numbers changes its cache key (AMP's float16 features, the
+    plane's sample cap, the target data, the reference checkpoints); one that does not leaves it."""
+    from infodyn.analysis.plan import job_key
+
+    base = {"params": {}, "seed": 0, "ckpt_hash": "c", "model_digest": "m", "source_digest": "s",
+            "target_digest": "t", "pool": "auto", "amp": False, "max_samples": 4096,
+            "landscape_options": None, "prev_hash": "p", "first_hash": "f"}
+
+    def changes(measure, layer="fc1", **edit):
+        return job_key(measure, layer, base) != job_key(measure, layer, {**base, **edit})
+
+    assert changes("kde", amp=True) and changes("knn", amp=True)
+    assert changes("kde", max_samples=100) and not changes("knn", max_samples=100)
+    assert changes("knn", target_digest="t2") and not changes("kde", target_digest="t2")
+    assert changes("knn", params={"knn": {"k": 5}}) and changes("kde", model_digest="m2")
+    assert changes("weight_distance", "model", prev_hash="p2") and not changes("source_acc", "output", prev_hash="p2")
+    assert changes("kde", source_digest="s2") and changes("source_acc", "output", ckpt_hash="c2")

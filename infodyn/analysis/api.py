@@ -43,9 +43,9 @@ def _preflight(runs: Sequence[Run], seed: int) -> Dict[str, str]:
     """Loads every data set before anything runs (a mistake there would fail every checkpoint)
     and returns each data reference's content digest. (Measure settings are checked by
     :func:`.measures.check_params`, the first checkpoint by :func:`_check_first_checkpoint`.)"""
-    from .execute import _load_cached, data_digest
+    from .execute import data_digest, forget_data
 
-    _load_cached.cache_clear()  # data are read afresh for every analysis (edited files, notebooks)
+    forget_data()  # data are read afresh for every analysis (edited files, notebooks)
     digests: Dict[str, str] = {}
     for run in runs:
         man = run.manifest

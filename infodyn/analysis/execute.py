@@ -23,6 +23,7 @@ from .measures import DataInputs, LayerInputs, Result
 from .plan import Job, Unit
 
 MMAP_BYTES = 256 << 20
+SPLITS = ("train", "val", "test")
 
 
 class CheckpointFailed(Exception):
@@ -45,77 +46,79 @@ def _stamp(ref) -> Any:
     return None
 
 
-@lru_cache(maxsize=8)
-def _load_cached(ref, seed: int, stamp, digest: Optional[str]) -> Any:
-    from infodyn.data import load
+_DATA: Dict[Any, Tuple[Any, Any, Optional[str]]] = {}  # (ref, seed) -> (file stamp, data set, its digest)
 
-    return load(ref, seed=seed)
+
+def forget_data() -> None:
+    """Drops the data sets kept in this process (each analysis starts with fresh reads)."""
+    _DATA.clear()
 
 
 def dataset(ref, seed: int, digest: Optional[str] = None):
-    """A data set by its manifest reference (a name, a path or a DataSpec), cached per process.
+    """A data set by its manifest reference (a name, a path or a DataSpec), kept per process.
 
-    The cache key holds the file's size and modification time and, in the analysis, the content
-    digest the main process computed for this analysis, so a worker never keeps data that were
-    edited since (also files edited in place inside a data folder)."""
-    return _load_cached(ref, int(seed), _stamp(ref), digest)
+    It is read again when its file's size or modification time changed, or when ``digest`` (the
+    content digest the main process computed for this analysis) differs from the one it was read
+    under, so a worker never keeps data that were edited since (also files edited in place inside
+    a data folder)."""
+    from infodyn.data import load
+
+    key, stamp = (ref, int(seed)), _stamp(ref)
+    got = _DATA.get(key)
+    if got is None or got[0] != stamp or (digest is not None and got[2] not in (None, digest)):
+        got = (stamp, load(ref, seed=int(seed)), digest)
+        _DATA[key] = got
+    elif digest is not None and got[2] is None:
+        _DATA[key] = got = (stamp, got[1], digest)
+    return got[1]
 
 
 def data_digest(ref, seed: int) -> str:
-    """A digest of the data set's content (inputs after any transform, labels, split)."""
-    from infodyn.runs.cache import array_digest
-
+    """A digest of the data set's content (inputs after any transform, labels, splits) and of the
+    order the analysis reads it in; recorded with the data set kept by :func:`dataset`."""
     ds = dataset(ref, seed)
-    own = getattr(ds, "digest", None)
-    if isinstance(own, str) and own:
-        return hashlib.sha256((own + json.dumps(positions(ds)["test"].tolist())).encode()).hexdigest()
-    x, y = ds.all()
-    test = positions(ds)["test"]
-    return hashlib.sha256("|".join((array_digest(x), array_digest(y), array_digest(test))).encode()).hexdigest()
+    p = positions(ds)
+    digest = hashlib.sha256(json.dumps([ds.digest] + [p[s].tolist() for s in SPLITS]).encode()).hexdigest()
+    dataset(ref, seed, digest)
+    return digest
 
 
 def _in_memory(ds) -> bool:
-    return all(getattr(ds, f"idx_{s}", None) is not None for s in ("train", "val", "test"))
+    return all(getattr(ds, f"idx_{s}", None) is not None for s in SPLITS)
 
 
 @lru_cache(maxsize=8)
-def _layout(ds) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
-    """(positions of each split in the full order, labels in the full order). In-memory sets
-    use the order of ``ds.all()``; others train, then val, then test."""
+def _full(ds) -> Tuple[Dict[str, np.ndarray], np.ndarray, Any]:
+    """(positions of each split in the full order, labels in the full order, the inputs in that
+    order: an array, or a split read by index). In-memory sets use the order of ``ds.all()``;
+    others train, then val, then test."""
     if _in_memory(ds):
-        sizes = [len(ds.y_train), len(ds.y_val), len(ds.y_test)]
         order = np.argsort(np.concatenate([ds.idx_train, ds.idx_val, ds.idx_test]), kind="stable")
         where = np.empty_like(order)
         where[order] = np.arange(order.size)
-        a, b = sizes[0], sizes[0] + sizes[1]
-        return {"train": where[:a], "val": where[a:b], "test": where[b:]}, ds.all()[1]
-    labels = [np.asarray(ds.split(s).labels) for s in ("train", "val", "test")]
-    sizes = np.cumsum([0] + [len(y) for y in labels])
-    pos = {s: np.arange(sizes[i], sizes[i + 1]) for i, s in enumerate(("train", "val", "test"))}
-    return pos, np.concatenate(labels)
+        a, b = len(ds.y_train), len(ds.y_train) + len(ds.y_val)
+        x, y = ds.all()
+        return {"train": where[:a], "val": where[a:b], "test": where[b:]}, y, x
+    from infodyn.data import concat
+
+    full = concat([ds.split(s) for s in SPLITS])
+    ends = np.cumsum([0] + [len(ds.split(s)) for s in SPLITS])
+    return {s: np.arange(ends[i], ends[i + 1]) for i, s in enumerate(SPLITS)}, np.asarray(full.labels), full
 
 
 def positions(ds) -> Dict[str, np.ndarray]:
-    """Row positions of each split's samples in the full order (see :func:`_layout`)."""
-    return _layout(ds)[0]
+    """Row positions of each split's samples in the full order (see :func:`_full`)."""
+    return _full(ds)[0]
 
 
 def labels(ds) -> np.ndarray:
-    return _layout(ds)[1]
+    return _full(ds)[1]
 
 
 def inputs(ds, pos: np.ndarray) -> np.ndarray:
     """The inputs at full-order positions ``pos`` (read by index for lazily loaded sets)."""
-    if _in_memory(ds):
-        return ds.all()[0][pos]
-    p = positions(ds)
-    out = []
-    for s in ("train", "val", "test"):
-        sel = pos[np.isin(pos, p[s])]
-        if len(sel):
-            out.append((sel, np.asarray(ds.split(s).read(sel - p[s][0]))))
-    order = np.argsort(np.concatenate([a for a, _ in out]), kind="stable")
-    return np.concatenate([b for _, b in out])[np.argsort(order)] if len(out) > 1 else out[0][1]
+    x = _full(ds)[2]
+    return x[pos] if isinstance(x, np.ndarray) else x.read(pos)
 
 
 def folds(ds, seed: int) -> Tuple[List[Tuple[np.ndarray, np.ndarray]], bool]:
@@ -277,11 +280,8 @@ def _data_inputs(unit: Unit, ds, ref, digest: str, layers: List[str], rows: np.n
 def _rows_view(ds, rows: np.ndarray):
     """The inputs at ``rows``: an array for in-memory sets, else a view read batch by batch
     during the forward pass (memory: one batch of inputs)."""
-    if _in_memory(ds):
-        return inputs(ds, rows)
-    from infodyn.data import concat
-
-    return concat([ds.split(s) for s in ("train", "val", "test")]).take(rows)
+    x = _full(ds)[2]
+    return x[rows] if isinstance(x, np.ndarray) else x.take(rows)
 
 
 def run_unit(unit: Unit) -> List[Dict[str, Any]]:
@@ -379,5 +379,5 @@ def _layer_jobs(unit: Unit, jobs: List[Job], ckpt: Checkpoint, seed: int) -> Lis
     return rows
 
 
-__all__ = ["run_unit", "dataset", "data_digest", "positions", "folds", "subsample", "Checkpoint", "CheckpointFailed",
+__all__ = ["run_unit", "dataset", "forget_data", "data_digest", "positions", "folds", "subsample", "Checkpoint", "CheckpointFailed",
            "error_rows"]

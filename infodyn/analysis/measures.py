@@ -109,8 +109,10 @@ class Measure:
             engine's checkpoint context for checkpoint measures).
         defaults: the parameters it accepts, with their defaults (None: checked by the
             estimator itself, e.g. the information-plane methods).
-        needs: what the engine must prepare: ``"target"`` (target features), ``"splits"``
-            (every source row, for the transfer folds), ``"plane"`` (the source subsample).
+        needs: what the engine must prepare, and what the cache key must hold: ``"target"``
+            (target features), ``"splits"`` (every source row, for the transfer folds),
+            ``"plane"`` (the source subsample of ``max_samples`` rows), ``"history"`` (the run's
+            first and previous checkpoints, and the landscape options).
         higher_is_better: per row measure name, for plots and the report.
         version: bump when the computation changes, so cached rows are recomputed.
     """
@@ -404,7 +406,7 @@ def _landscape() -> None:
         if name not in REGISTRY:
             REGISTRY[name] = Measure(name, "checkpoint",
                                      (lambda n: lambda has_target: [(r, "source") for r in measure_names(n)])(name),
-                                     _landscape_measure(name), defaults=None,
+                                     _landscape_measure(name), defaults=None, needs=frozenset({"history"}),
                                      description="loss-landscape measure (infodyn.landscape.measures)")
 
 

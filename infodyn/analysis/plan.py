@@ -164,11 +164,6 @@ class Unit:
     jobs: List[Job]
     options: Dict[str, Any]
 
-    @property
-    def layers(self) -> List[str]:
-        """The layers of this unit's jobs, in order."""
-        return list(dict.fromkeys(j.layer for j in self.jobs))
-
     def base_row(self, layer: str) -> Dict[str, Any]:
         from infodyn.runs import checkpoint_name
 
@@ -186,12 +181,14 @@ def job_key(measure: str, layer: str, opts: Dict[str, Any]) -> str:
     key = {"format": CACHE_FORMAT, "infodyn": __version__, "measure": measure, "version": m.version,
            "settings": registry.settings(measure, opts["params"]), "layer": layer, "seed": opts["seed"],
            "checkpoint": opts["ckpt_hash"], "model": opts["model_digest"], "source": opts["source_digest"]}
-    if m.scope == "layer":
-        key.update(max_samples=opts["max_samples"], pool=opts["pool"])
-        if "target" in m.needs:
-            key["target"] = opts["target_digest"]
-    else:
-        key["landscape"] = {k: opts.get(k) for k in ("landscape_options", "prev_hash", "first_hash")}
+    if m.scope == "layer":  # features: how they were pooled, and whether in float16 (AMP on CUDA)
+        key.update(pool=opts["pool"], amp=bool(opts.get("amp")))
+    if "plane" in m.needs:
+        key["max_samples"] = opts["max_samples"]
+    if "target" in m.needs:
+        key["target"] = opts["target_digest"]
+    if "history" in m.needs:
+        key["history"] = {k: opts.get(k) for k in ("landscape_options", "prev_hash", "first_hash")}
     return sha(key)[:16]
 
 
