@@ -11,6 +11,7 @@ Layout: ``ROOT/ab/abcdef....npy`` where the name is a sha256 of the canonical JS
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,10 +21,10 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from infodyn._atomic import atomic_save_npy
-from infodyn._files import file_sha256
+from infodyn._atomic import atomic_path, atomic_save_npy
+from infodyn.runs.load import checkpoint_sha256
 
-__all__ = ["FeatureCache", "file_sha256", "array_digest", "cached_features"]
+__all__ = ["FeatureCache", "array_digest", "cached_features"]
 
 CACHE_VERSION = 1
 
@@ -140,54 +141,50 @@ def cached_features(cache: Optional[FeatureCache], *, checkpoint, layers: Sequen
     if cache is None:
         m = model() if callable(model) and not hasattr(model, "named_modules") else model
         return extract_features(m, x, layers, batch_size=batch_size, device=device, pool=pool, amp=amp)
-    ck = file_sha256(checkpoint) if isinstance(checkpoint, (Path, os.PathLike)) or (
-        isinstance(checkpoint, str) and Path(checkpoint).is_file()) else str(checkpoint)
-    digest = data_digest or array_digest(x)
-    base = {"checkpoint": ck, "dataset": dataset, "data": digest, "transform": transform,
+    ck = (checkpoint_sha256(checkpoint) if isinstance(checkpoint, os.PathLike) or Path(str(checkpoint)).exists()
+          else str(checkpoint))
+    base = {"checkpoint": ck, "dataset": dataset, "data": data_digest or array_digest(x), "transform": transform,
             "pool": pool, "amp": bool(amp), **dict(extra or {})}
-    found: Dict[str, np.ndarray] = {}
+    paths = {layer: cache.path({**base, "layer": layer}) for layer in layers}
+
     def big(nbytes: int) -> bool:
         return mmap_bytes is not None and nbytes > mmap_bytes
 
+    found: Dict[str, np.ndarray] = {}
     for layer in layers:
-        p = cache.path({**base, "layer": layer})
-        arr = cache.get({**base, "layer": layer}, mmap=p.is_file() and big(p.stat().st_size))
+        arr = cache.get({**base, "layer": layer},
+                        mmap=paths[layer].is_file() and big(paths[layer].stat().st_size))
         if arr is not None:
             found[layer] = arr
     missing = [layer for layer in layers if layer not in found]
     if missing:
         m = model() if callable(model) and not hasattr(model, "named_modules") else model
-        streamed: Dict[str, tuple] = {}
+        with contextlib.ExitStack() as stack:  # streamed entries are published only if all goes well
+            streamed: Dict[str, np.ndarray] = {}
 
-        def allocate(layer: str, shape) -> np.ndarray:
-            """Large outputs go straight into a memory-mapped .npy beside their cache entry."""
-            if not big(4 * shape[0] * shape[1]):
-                return np.empty(shape, dtype=np.float32)
-            final = cache.path({**base, "layer": layer})
-            final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-            streamed[layer] = (tmp, final)
-            return np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=tuple(shape))
+            def allocate(layer: str, shape) -> np.ndarray:
+                """Large outputs go straight into a memory-mapped .npy that becomes their entry."""
+                if not big(4 * shape[0] * shape[1]):
+                    return np.empty(shape, dtype=np.float32)
+                tmp = stack.enter_context(atomic_path(paths[layer]))
+                streamed[layer] = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=tuple(shape))
+                return streamed[layer]
 
-        try:
             fresh = extract_features(m, x, missing, batch_size=batch_size, device=device, pool=pool,
                                      amp=amp, allocate=allocate)
-        except BaseException:
-            for tmp, _ in streamed.values():
-                tmp.unlink(missing_ok=True)
-            raise
-        if set(fresh) != set(missing):
-            raise ValueError(f"cached_features needs exact module names, got {missing}; resolve "
-                             f"patterns first with resolve_layers (they match {sorted(fresh)})")
+            if set(fresh) != set(missing):
+                raise ValueError(f"cached_features needs exact module names, got {missing}; resolve "
+                                 f"patterns first with resolve_layers (they match {sorted(fresh)})")
+            for layer in missing:
+                arr = fresh.pop(layer)
+                if layer in streamed:
+                    arr.flush()
+                else:
+                    cache.put({**base, "layer": layer}, arr)
+                    found[layer] = arr
+            del arr, fresh
+            streamed.clear()  # the maps are closed before the files move into place
         for layer in missing:
-            arr = fresh.pop(layer)
-            if layer in streamed:  # complete on disk: publish it atomically, read it back as a map
-                tmp, final = streamed[layer]
-                arr.flush()
-                del arr
-                os.replace(tmp, final)
-                found[layer] = np.load(final, mmap_mode="r")
-            else:
-                cache.put({**base, "layer": layer}, arr)
-                found[layer] = arr
+            if layer not in found:  # published by the exit stack: read it back as a map
+                found[layer] = np.load(paths[layer], mmap_mode="r")
     return {layer: found[layer] for layer in layers}
