@@ -59,11 +59,10 @@ def plan(quick: bool = False) -> Plan:
     """The runs and analyses of the demo (``quick``: fewer epochs, checkpoints and seeds).
 
     * ``ib12bit-tanh``/``ib12bit-relu``: the 12-10-7-5-4-3-2 network, Adam lr 1e-2, batch 256,
-      600 epochs (the classic replication of Saxe et al. 2018: under 30-bin binning over all 4096
-      patterns the deep tanh layers compress after their early rise and the ReLU layers do not.
-      Measured by `infodyn demo` (seed 0, I(X;T) in bits): tanh fc4 9.25 at epoch 187 -> 7.56 at
-      epoch 600, fc5 6.29 at epoch 32 -> 4.52; from epoch 32 to 600 the ReLU layers gain instead:
-      fc2 6.45 -> 7.78, fc3 4.37 -> 5.16, fc4 4.49 -> 4.50, fc5 4.99 -> 5.24).
+      600 epochs (the classic replication of Saxe et al. 2018; measured over 3 seeds in
+      benchmarks/results/ib12bit_replication.md: the deep tanh layers compress by 2-3 bits under
+      binning and KDE; ReLU layers barely move under KDE but fall 0.5-0.9 bits under 30-bin binning,
+      whose bins widen as the activations grow).
     * ``digits-tradeoff``: the trade-off setting of benchmarks/known_runs.py (MLP 64-[128,16]-5
       ReLU, Adam 1e-3, batch 32, 300 epochs on digits 0-4): source accuracy rises to ~1 while
       transfer to digits 5-9 falls (the verdict fires).
