@@ -129,27 +129,17 @@ def _labels(y: Any, name: str, rows: int, fname: str, fshape) -> np.ndarray:
     return ya
 
 
-def _svdvals(centred: np.ndarray, device: Any) -> np.ndarray:
-    import torch
-
-    from infodyn.estimators import resolve_device
-
-    dev = resolve_device(device)
-    return torch.linalg.svdvals(torch.as_tensor(centred, dtype=torch.float64, device=dev)).cpu().numpy()
-
-
 def effective_rank(t: Any, *, device: Any = "cpu") -> float:
     """exp(entropy of the normalised singular values) of the centred (n, d) features
     (Roy & Vetterli 2007; RankMe of the centred features), in [1, min(n - 1, d)]; 0 when every
     row is the same. Invariant to scale, rotation, translation and zero or duplicated columns."""
+    from infodyn.transfer import rankme
+
     a = _features(t, "features")
     centred = a - a.mean(axis=0)
     if not np.any(centred):
         return 0.0
-    s = _svdvals(centred, device)
-    p = s / s.sum()
-    p = p[p > 0]
-    return float(np.exp(-(p * np.log(p)).sum()))
+    return rankme(centred, device=device)
 
 
 def _class_means(a: np.ndarray, ya: np.ndarray) -> np.ndarray:
@@ -308,10 +298,11 @@ def score_overcompression(model, data: Any, layer: Optional[str] = None, target:
     """How far one model's layer has collapsed onto its training labels, in [0, 1] (higher = more
     over-compressed, worse transfer expected).
 
-    Source-only (``target=None``): ``(C - 1) / max(r, C - 1)``, r the effective rank of the
-    layer's centred features on ``data``. With ``target``: the target-aware score
-    ``sqrt(rank_collapse * NC1_t / (1 + NC1_t))`` (``result.target_aware``, ``result.name ==
-    "overcompression_score_target"``). See the module docstring for the evidence and meaning.
+    Source-only (``target=None``): ``(C - 1) / max(r v^0.1, C - 1)``, r the effective rank of the
+    layer's centred features on ``data`` and v = NC1 / (1 + NC1) of the source classes. With
+    ``target``: ``(C - 1) / max(r v^0.1 / u, C - 1)``, u the same confusion of the target classes
+    (``result.target_aware``, ``result.name == "overcompression_score_target"``). See the module
+    docstring for the evidence and meaning.
 
     Args:
         model: a torch.nn.Module with a head.
