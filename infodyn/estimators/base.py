@@ -203,12 +203,48 @@ def noise_unit(a: np.ndarray, scale: str) -> float:
     itself (not its square) is returned so that features near 1e300 do not overflow. Raises
     ValueError naming the choices for any other ``scale``.
     """
-    if scale not in NOISE_SCALES:
-        raise ValueError(f"scale must be one of {NOISE_SCALES} (relative: noise_var as a fraction of the features' "
-                         f"mean per-dimension variance; relative_total: of their total variance), got {scale!r}")
+    check_noise_scale(scale)
     if scale == "absolute":
         return 1.0
     return rms_scale(a) * (math.sqrt(a.shape[1]) if scale == "relative_total" else 1.0)
+
+
+def check_noise_scale(scale: Any) -> str:
+    """``scale`` when it is one of :data:`NOISE_SCALES`; else ValueError naming the choices."""
+    if scale not in NOISE_SCALES:
+        raise ValueError(f"scale must be one of {NOISE_SCALES} (relative: noise_var as a fraction of the features' "
+                         f"mean per-dimension variance; relative_total: of their total variance), got {scale!r}")
+    return scale
+
+
+def check_noise_var(noise_var: Any) -> float:
+    """``noise_var`` as a float when it is a finite number > 0 (a noise variance); else ValueError."""
+    try:
+        v = float(noise_var)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"noise_var must be a positive number, got {noise_var!r}")
+    return v
+
+
+def noise_rescale(a: np.ndarray, scale: str, noise_var: float, params: Dict[str, Any], suffix: str = "") -> np.ndarray:
+    """``a`` (n, d) in the units a noise-based estimator works in (``noise_var`` then applies as it
+    is): ``a / noise_unit(a, scale)``, ``a`` itself for ``"absolute"``. Records the resolved unit in
+    ``params``: ``feature_scale`` + suffix (the length) and ``noise_var_abs`` + suffix (noise_var
+    in a's units squared)."""
+    if scale == "absolute":
+        return a
+    u = noise_unit(a, scale)
+    params["feature_scale" + suffix] = u
+    params["noise_var_abs" + suffix] = float(noise_var) * u * u
+    return a / u
+
+
+def identify_rows(y: np.ndarray) -> np.ndarray:
+    """(n,) int64 codes of the distinct rows of a 2-D array ``y`` (n, k) (one-hot labels -> class codes)."""
+    _, codes = np.unique(y, axis=0, return_inverse=True)
+    return codes.reshape(-1).astype(np.int64)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -40,13 +40,11 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from .base import COMMON_PARAMS, RawEstimate, register, register_plane, reject_unknown, rms_scale
+from .base import RawEstimate, accepted_params, register, register_plane, reject_unknown, rms_scale
 
 RULES = ("equal_width", "fixed_range", "fixed_width", "quantile")
 SCOPES = ("column", "array")
 SCALES = ("absolute", "relative")
-#: the keyword parameters of the binning estimator and plane
-BINNING_PARAMS = ("n_bins", "bin_width", "bin_range", "bin_rule", "bin_scope", "scale") + COMMON_PARAMS
 _HASH_SEEDS = (0x1F2E3D4C, 0x5B6A7988)
 
 
@@ -284,7 +282,7 @@ def binning_plane(t: np.ndarray, y: np.ndarray, *, x: Optional[np.ndarray] = Non
     t / rms_scale(t) (see the module docstring): with ``bin_width`` the bins are then that fraction
     of the layer's RMS spread at this checkpoint.
     """
-    reject_unknown("binning", unknown, BINNING_PARAMS, what="information plane")
+    reject_unknown("binning", unknown, BINNING_PLANE_PARAMS, what="information plane")
     extra: Dict[str, Any] = {"scale": scale}
     t = _rescaled(t, scale, extra, "feature_scale")
     codes, info = bin_codes(t, name="t", n_bins=n_bins, bin_width=bin_width, bin_range=bin_range,
@@ -297,3 +295,8 @@ def binning_plane(t: np.ndarray, y: np.ndarray, *, x: Optional[np.ndarray] = Non
     i_ty = mi_of_ids(it, iy)
     info["distinct_t"] = int(it.max()) + 1
     return RawEstimate(i_xt, None, dict(info)), RawEstimate(i_ty, None, dict(info))
+
+
+#: the keyword parameters of the binning estimator and plane, read off their signatures
+BINNING_PARAMS = accepted_params(binning_mi)
+BINNING_PLANE_PARAMS = accepted_params(binning_plane)

@@ -25,10 +25,8 @@ from typing import Any, Dict
 
 import numpy as np
 
-from .base import COMMON_PARAMS, RawEstimate, noise_unit, register, register_plane, reject_unknown
-
-GAUSSIAN_PARAMS = ("max_rho",) + COMMON_PARAMS
-GAUSSIAN_PLANE_PARAMS = ("noise_var", "scale") + COMMON_PARAMS
+from .base import (RawEstimate, accepted_params, check_noise_scale, check_noise_var, identify_rows, noise_rescale,
+                   register, register_plane, reject_unknown)
 
 
 def _one_hot(codes: np.ndarray) -> np.ndarray:
@@ -108,20 +106,12 @@ def gaussian_plane(t: np.ndarray, y: np.ndarray, *, x: Any = None, noise_var: fl
         seed, device: accepted for a uniform interface (deterministic, on the CPU).
     """
     reject_unknown("gaussian", unknown, GAUSSIAN_PLANE_PARAMS, what="information plane")
-    u = noise_unit(t, scale)  # checks scale
-    try:
-        v = float(noise_var)
-    except (TypeError, ValueError):
-        v = float("nan")
-    if not (np.isfinite(v) and v > 0):
-        raise ValueError(f"noise_var must be a positive number, got {noise_var!r}")
+    check_noise_scale(scale)
+    v = check_noise_var(noise_var)
     params: Dict[str, Any] = {"noise_var": v, "scale": scale}
-    if scale != "absolute":
-        t = t / u
-        params.update(feature_scale=u, noise_var_abs=v * u * u)
+    t = noise_rescale(t, scale, v, params)
     if y.ndim == 2:
-        _, y = np.unique(y, axis=0, return_inverse=True)
-        y = y.reshape(-1)
+        y = identify_rows(y)
     n = t.shape[0]
     i_xt = gaussian_channel_rate(t, v)
     cond = 0.0
@@ -129,3 +119,8 @@ def gaussian_plane(t: np.ndarray, y: np.ndarray, *, x: Any = None, noise_var: fl
         rows = y == c
         cond += rows.sum() / n * gaussian_channel_rate(t[rows], v)
     return RawEstimate(i_xt, None, dict(params)), RawEstimate(max(i_xt - cond, 0.0), None, dict(params))
+
+
+#: the keyword parameters of the gaussian estimator and plane, read off their signatures
+GAUSSIAN_PARAMS = accepted_params(gaussian_mi)
+GAUSSIAN_PLANE_PARAMS = accepted_params(gaussian_plane)

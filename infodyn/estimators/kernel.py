@@ -65,49 +65,22 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ._blocks import DEFAULT_BLOCK_MB, log_kernel_row_sums, pairwise_sq_dists_blocks
-from .base import (COMMON_PARAMS, NOISE_SCALES, RawEstimate, noise_unit, register, register_plane, reject_unknown,
-                   resolve_device)
+from .base import (NOISE_SCALES, RawEstimate, accepted_params, check_noise_scale, check_noise_var, identify_rows,
+                   noise_rescale, register, register_plane, reject_unknown)
 
 BOUNDS = ("upper", "lower", "mc")
 SCALES = NOISE_SCALES
-#: the keyword parameters of the kde estimators and plane (see :func:`kde_mi`)
-KDE_PARAMS = ("noise_var", "bound", "scale", "n_mc", "memory_mb") + COMMON_PARAMS
-KDE_LOWER_PARAMS = tuple(p for p in KDE_PARAMS if p not in ("bound", "n_mc"))
-
-
-def _check_scale(scale: str) -> str:
-    noise_unit(np.ones((1, 1)), scale)  # raises for an unknown scale
-    return scale
-
-
 def _check_n_mc(n_mc: Any) -> int:
     if isinstance(n_mc, bool) or not isinstance(n_mc, (int, np.integer)) or n_mc < 1:
         raise ValueError(f"n_mc (noise draws per sample of the 'mc' bound) must be an integer >= 1, got {n_mc!r}")
     return int(n_mc)
 
 
-def _rescale(a: np.ndarray, scale: str, noise_var: float, params: Dict[str, Any], suffix: str = ""):
-    """``a`` in the units the kernel works in (``noise_var`` then applies as it is), recording the
-    resolved unit in ``params``: ``feature_scale`` (its square root) and ``noise_var_abs``."""
-    if scale == "absolute":
-        return a
-    u = noise_unit(a, scale)
-    params["feature_scale" + suffix] = u
-    params["noise_var_abs" + suffix] = float(noise_var) * u * u
-    return a / u
-
-
 def _scale(noise_var: float, bound: str) -> float:
     """Denominator of the exponent: 2 var (KL, upper bound) or 8 var (Bhattacharyya, lower bound)."""
     if bound not in BOUNDS:
         raise ValueError(f"bound must be 'upper', 'lower' or 'mc', got {bound!r}")
-    try:
-        v = float(noise_var)
-    except (TypeError, ValueError):
-        v = float("nan")
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"noise_var must be a positive number, got {noise_var!r}")
-    return (8.0 if bound == "lower" else 2.0) * v
+    return (8.0 if bound == "lower" else 2.0) * check_noise_var(noise_var)
 
 
 def _log_kernel_sums(
@@ -225,16 +198,10 @@ def _label_terms(lse: np.ndarray, lse_grp: np.ndarray, labels: np.ndarray) -> Tu
     return i_xt, i_ty
 
 
-def _identify_rows(y: np.ndarray) -> np.ndarray:
-    """Integer codes of the distinct rows of a 2-D array (one-hot labels -> class codes)."""
-    _, codes = np.unique(y, axis=0, return_inverse=True)
-    return codes.reshape(-1).astype(np.int64)
-
-
 def _resolve(noise_var: Any, bound: str, scale: str, n_mc: Any, seed: Any) -> Dict[str, Any]:
     """Checked settings as the ``params`` every kde result records."""
     _scale(noise_var, bound)
-    params: Dict[str, Any] = {"noise_var": float(noise_var), "bound": bound, "scale": _check_scale(scale)}
+    params: Dict[str, Any] = {"noise_var": float(noise_var), "bound": bound, "scale": check_noise_scale(scale)}
     if bound == "mc":
         params.update(n_mc=_check_n_mc(n_mc), seed=seed)
     return params
@@ -265,13 +232,13 @@ def kde_mi(x: np.ndarray, y: np.ndarray, *, noise_var: float = 0.1, bound: str =
     reject_unknown("kde", unknown, KDE_PARAMS)
     params = _resolve(noise_var, bound, scale, n_mc, seed)
     v, nm = params["noise_var"], params.get("n_mc", 1)
-    x = _rescale(x, scale, v, params, "_x" if y.ndim == 2 else "")
+    x = noise_rescale(x, scale, v, params, "_x" if y.ndim == 2 else "")
     if y.ndim == 1:
         (lse,), (lse_g,) = _sums([x], [(0,)], v, bound, y, device, memory_mb, nm, seed)
         _, mi = _label_terms(lse, lse_g, y)
         params["y_mode"] = "labels"
     else:
-        y = _rescale(y, scale, v, params, "_y")
+        y = noise_rescale(y, scale, v, params, "_y")
         (lx, ly, lxy), _ = _sums([x, y], [(0,), (1,), (0, 1)], v, bound, None, device, memory_mb, nm, seed)
         n = x.shape[0]
         # H(X)+H(Y)-H(X,Y): the Gaussian constants cancel, one log n remains
@@ -304,11 +271,17 @@ def kde_plane(t: np.ndarray, y: np.ndarray, *, x: Optional[np.ndarray] = None, n
     very call (checkpoint), so the plane does not move when the features are rescaled; the
     parameters are those of :func:`kde_mi`.
     """
-    reject_unknown("kde", unknown, KDE_PARAMS, what="information plane")
+    reject_unknown("kde", unknown, KDE_PLANE_PARAMS, what="information plane")
     params = _resolve(noise_var, bound, scale, n_mc, seed)
     v = params["noise_var"]
-    t = _rescale(t, scale, v, params)
-    labels = y if y.ndim == 1 else _identify_rows(y)
+    t = noise_rescale(t, scale, v, params)
+    labels = y if y.ndim == 1 else identify_rows(y)
     (lse,), (lse_g,) = _sums([t], [(0,)], v, bound, labels, device, memory_mb, params.get("n_mc", 1), seed)
     i_xt, i_ty = _label_terms(lse, lse_g, labels)
     return RawEstimate(i_xt, None, dict(params)), RawEstimate(i_ty, None, dict(params))
+
+
+#: the keyword parameters of the kde estimators and plane, read off their signatures (see :func:`kde_mi`)
+KDE_PARAMS = accepted_params(kde_mi)
+KDE_LOWER_PARAMS = accepted_params(kde_lower_mi)
+KDE_PLANE_PARAMS = accepted_params(kde_plane)

@@ -62,7 +62,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 from scipy.special import digamma
 
-from .base import RawEstimate, register, reject_unknown, resolve_device
+from .base import RawEstimate, accepted_params, register, reject_unknown, resolve_device
 
 NORMS = ("max", "euclidean")
 ALGORITHMS = ("auto", "brute", "tree", "compiled")
@@ -87,8 +87,6 @@ TREE_MAX_DIM_COMPILED = 4
 COMPILED_MAX_EUCLIDEAN_DIM = 64
 #: on CPU a block holds at most about this many distances per matrix (cache-sized)
 CPU_BLOCK_ELEMS = 2**16
-#: the keyword parameters of the ksg estimator; any other name is refused
-KSG_PARAMS = ("k", "variant", "norm", "standardize", "noise", "seed", "algorithm", "device", "memory_mb", "workers")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -679,3 +677,7 @@ def ksg(
     if algo == "brute":
         params.update(device=str(dev), memory_mb=memory_mb)
     return RawEstimate(float(value), None, params)
+
+
+#: the keyword parameters of :func:`ksg`, read off its signature
+KSG_PARAMS = accepted_params(ksg)

@@ -42,11 +42,9 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from ._blocks import DEFAULT_BLOCK_MB, log_kernel_row_sums, pairwise_sq_dists_blocks
-from .base import RawEstimate, register, reject_unknown, resolve_device
+from .base import RawEstimate, accepted_params, register, reject_unknown, resolve_device
 
 WIDTH_RULES = ("silverman", "median")
-#: the keyword parameters of the renyi estimator
-RENYI_PARAMS = ("alpha", "sigma", "sigma_x", "sigma_y", "width_rule", "max_samples", "seed", "device", "memory_mb")
 
 
 def kernel_width(a: np.ndarray, rule: str = "silverman", seed: int = 0) -> float:
@@ -197,3 +195,7 @@ def renyi_mi(x: np.ndarray, y: np.ndarray, *, alpha: float = 1.01, sigma: Option
         ab = ab / ab.trace()
         ha, hb, hab = _spectra_entropies([a, b, ab], alpha)
     return RawEstimate(ha + hb - hab, None, params)
+
+
+#: the keyword parameters of :func:`renyi_mi`, read off its signature
+RENYI_PARAMS = accepted_params(renyi_mi)
