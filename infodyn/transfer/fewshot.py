@@ -44,7 +44,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._stats import t_interval
 from ._checks import check_train_test, resolve_device
+from .probe import _moments
 
 #: Default ridge strength (mean-scaled objective on standardised features; see the module doc).
 DEFAULT_FEWSHOT_L2 = 1.0
@@ -131,8 +133,6 @@ def fewshot_probe(train_x: Any, train_y: Any, test_x: Any, test_y: Any, *, shots
             single class, a class with fewer than ``shots`` training rows, test labels not in
             the training labels, a bad ``shots``/``draws``/``l2``.
     """
-    from scipy import stats
-
     t0 = time.perf_counter()
     shots = _positive_int(shots, "shots")
     draws = _positive_int(draws, "draws")
@@ -163,9 +163,7 @@ def fewshot_probe(train_x: Any, train_y: Any, test_x: Any, test_y: Any, *, shots
     xs = xtr[idx]  # (draws, n, d)
     ys = torch.full((draws, n, c), -1.0, dtype=torch.float64, device=dev)
     ys.scatter_(2, torch.from_numpy(codes).to(dev)[idx].unsqueeze(2), 1.0)
-    mu = xs.mean(1, keepdim=True)
-    sd = (xs - mu).square().mean(1, keepdim=True).sqrt()
-    sd = torch.where(sd > 0, sd, torch.ones_like(sd))  # constant on the support: centre only
+    mu, sd = _moments(xs, dim=1)  # per draw, over its support rows; constant columns: centre only
     z = (xs - mu) / sd
     ym = ys.mean(1, keepdim=True)
     yc = ys - ym
@@ -188,12 +186,7 @@ def fewshot_probe(train_x: Any, train_y: Any, test_x: Any, test_y: Any, *, shots
         s = torch.addmm(b_all, xte[i:i + block], w_all).reshape(-1, draws, c)
         correct += (s.argmax(2) == yte[i:i + block, None]).double().sum(0)
     per_draw = (correct / xte.shape[0]).cpu().numpy()
-    mean = float(per_draw.mean())
-    if draws > 1:
-        half = float(stats.t.ppf((1 + level) / 2, draws - 1) * per_draw.std(ddof=1) / math.sqrt(draws))
-        lo, hi = max(mean - half, 0.0), min(mean + half, 1.0)
-    else:
-        lo = hi = mean
+    mean, lo, hi = t_interval(per_draw, level, bounds=(0.0, 1.0))
     return FewShotResult(accuracy=mean, ci_low=lo, ci_high=hi, shots=shots, draws=draws, per_draw=per_draw,
                          n_test=int(xte.shape[0]), n_classes=int(c), l2=l2, seed=int(seed),
                          seconds=time.perf_counter() - t0)

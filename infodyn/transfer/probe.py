@@ -98,11 +98,12 @@ def stratified_split(codes: np.ndarray, val_fraction: float, seed: int):
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
-def _moments(x_fit: torch.Tensor):
-    mean = x_fit.mean(0, keepdim=True)
+def _moments(x_fit: torch.Tensor, dim: int = 0):
+    """Mean and population std of ``x_fit`` along ``dim`` (kept as a size-1 dim); a std of 0 -> 1."""
+    mean = x_fit.mean(dim, keepdim=True)
     # two passes by hand: torch's column std is several times slower on CPU
     # (benchmarks/results/transfer_speed.md, "Building blocks")
-    std = (x_fit - mean).square_().mean(0, keepdim=True).sqrt_()
+    std = (x_fit - mean).square_().mean(dim, keepdim=True).sqrt_()
     std = torch.where(std > 0, std, torch.ones_like(std))  # constant columns: centre only
     return mean, std
 
