@@ -272,10 +272,11 @@ def run_demo(out="infodyn_demo", quick: bool = False, jobs: int = 1, device: str
                                      "max_samples": s["max_samples"] or "all"} for g, s in p.groups.items()}}
     notes = [f"infodyn demo{' --quick' if quick else ''}: {len(p.runs)} runs trained and analysed in "
              f"{time.perf_counter() - t0:.0f} s."]
+    v = verdicts(df)
     path = report.write_report(df, out / "report.html", figs, manifests=manifests, title="infodyn demo", notes=notes,
-                               settings=settings)
+                               settings=settings, verdicts=v)
     log("")
-    log(format_verdicts(verdicts(df)))
+    log(format_verdicts(v))
     log("")
     log(f"{len(df)} rows -> {out / 'results.csv'}")
     log(f"figures -> {', '.join(str(f) for f in figs.values())}")

@@ -1,5 +1,5 @@
 """A self-contained HTML report a researcher reads first: settings and versions at the top, the
-verdicts per run and layer, warnings (saturated estimates, coarse accuracies, a probe at the edge
+verdicts per configuration and layer, warnings (saturated estimates, coarse accuracies, a probe at the edge
 of its regularisation grid), the figures with captions, the full table as a download, the run
 manifests. Figures and the table are embedded (``data:`` URIs), so the file opens in any browser
 with no server, no script and no network access.
@@ -63,8 +63,11 @@ CAPTIONS = {
 }
 
 # params keys that describe one row's outcome rather than a setting (left out of the settings table)
-_OUTCOME_KEYS = {"distinct_t", "effective_rank", "ity_kde_nats", "ixt_kde_nats", "label_share", "rank_collapse",
-                 "within_class_collapse", "l2", "train_accuracy", "n_train", "iterations", "seconds"}
+_OUTCOME_KEYS = {"distinct_t", "l2", "train_accuracy", "n_train", "iterations", "seconds", "features",
+                 # the over-compression score's parts and diagnostics (infodyn.overcompression)
+                 "score", "effective_rank", "adjusted_rank", "rank_collapse", "source_confusion", "target_confusion",
+                 "nc1", "class_separation_r2", "n", "num_classes", "target_nc1", "target_effective_rank", "target_n",
+                 "target_num_classes", "target_knn_acc"}
 
 
 def software_versions() -> Dict[str, str]:
@@ -210,16 +213,16 @@ def _constant_settings(g: pd.DataFrame) -> str:
     return "; ".join(f"{text or 'defaults'} ({', '.join(cfgs)})" for text, cfgs in texts.items())
 
 
-def _summary_section(df: pd.DataFrame) -> Tuple[str, Optional[pd.DataFrame]]:
+def _summary_section(df: pd.DataFrame, v: Optional[pd.DataFrame]) -> str:
     """The verdict table of :func:`infodyn.tradeoff.verdicts` (one row per configuration, layer and
-    transfer protocol)."""
+    transfer protocol); ``v`` when the caller computed them already."""
     try:
-        v = tr.verdicts(df) if len(df) else None
+        v = tr.verdicts(df) if v is None else v
     except Exception as exc:  # the report must still render; say why the verdicts are missing
-        return f'<p class="warn">verdicts could not be computed: {_e(type(exc).__name__)}: {_e(exc)}</p>', None
-    if v is None or not len(v):
-        return "<p>No summary: the table has no transfer or source accuracy rows without errors.</p>", None
-    return _verdict_table(v), v
+        return f'<p class="warn">verdicts could not be computed: {_e(type(exc).__name__)}: {_e(exc)}</p>'
+    if not len(v):
+        return "<p>No summary: the table has no transfer or source accuracy rows without errors.</p>"
+    return _verdict_table(v)
 
 
 def _verdict_table(v: pd.DataFrame) -> str:
@@ -353,7 +356,7 @@ def _data_section(df: pd.DataFrame, path: Path, csv: Optional[Path]) -> str:
 def write_report(df: pd.DataFrame, path, figures: Optional[Dict[str, Path]] = None,
                  manifests: Optional[Dict[str, str]] = None, title: str = "infodyn analysis",
                  max_rows: int = 3000, notes: Iterable[str] = (), settings: Optional[Dict[str, Any]] = None,
-                 csv: Optional[Path] = None) -> Path:
+                 csv: Optional[Path] = None, verdicts: Optional[pd.DataFrame] = None) -> Path:
     """Writes the report (atomically) and returns its path.
 
     Args:
@@ -367,6 +370,8 @@ def write_report(df: pd.DataFrame, path, figures: Optional[Dict[str, Path]] = No
         settings: analysis settings to show at the top (measures, seed, max_samples, parameters).
         csv: the results file to link (relative to the report); default ``results.csv`` beside
             ``path`` when it exists. The table is embedded as a download too (up to 8 MB).
+        verdicts: :func:`infodyn.tradeoff.verdicts` of ``df`` when the caller has them (else
+            computed here).
     """
     from ._atomic import atomic_write_text
 
@@ -376,8 +381,8 @@ def write_report(df: pd.DataFrame, path, figures: Optional[Dict[str, Path]] = No
         csv = path.parent / "results.csv"
     sections: List[Tuple[str, str, str]] = []  # (id, heading, html)
     sections.append(("settings", "Settings", _settings_section(df, manifests, settings)))
-    summary_html, _ = _summary_section(df) if len(df) else ("<p>The table is empty.</p>", None)
-    sections.append(("summary", "Summary: verdicts per run and layer", summary_html))
+    summary_html = _summary_section(df, verdicts) if len(df) else "<p>The table is empty.</p>"
+    sections.append(("summary", "Summary: verdicts per configuration and layer", summary_html))
     warn = table_warnings(df) if len(df) else []
     sections.append(("warnings", f"Warnings ({len(warn)})",
                      "".join(f'<p class="warn">{_e(w)}</p>' for w in warn) or "<p>None.</p>"))
@@ -400,14 +405,15 @@ def write_report(df: pd.DataFrame, path, figures: Optional[Dict[str, Path]] = No
         sections.append(("manifests", "Run manifests", "".join(
             f"<details><summary>{_e(run)}</summary><pre>{_e(text)}</pre></details>"
             for run, text in manifests.items())))
-    sections.append(("software", "Software", _html_table([[_e(k), _e(v)] for k, v in software_versions().items()],
+    versions = software_versions()
+    sections.append(("software", "Software", _html_table([[_e(k), _e(v)] for k, v in versions.items()],
                                                          ["package", "version"])))
 
     n_runs = df["run"].nunique() if "run" in df else 0
     head = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>",
             f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>",
             f"<p>Written {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by infodyn "
-            f"{_e(software_versions().get('infodyn', ''))}; {len(df)} rows, {n_runs} run(s).</p>"]
+            f"{_e(versions.get('infodyn', ''))}; {len(df)} rows, {n_runs} run(s).</p>"]
     head += [f"<p>{_e(n)}</p>" for n in notes]
     toc = "".join(f'<li><a href="#{sid}">{_e(h)}</a></li>' for sid, h, _ in sections)
     head.append(f'<nav class="toc"><b>Contents</b><ol>{toc}</ol></nav>')

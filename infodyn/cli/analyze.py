@@ -19,9 +19,9 @@ def _plane_params(items):
     return out
 
 
-def report_outputs(df, out: Path, runs_manifests=None, settings=None):
+def report_outputs(df, out: Path, runs_manifests=None, settings=None, verdicts=None):
     """Figures + report.html for a finished table; returns (figures, report path). ``settings``
-    (the analysis's arguments) go to the top of the report."""
+    (the analysis's arguments) go to the top of the report; ``verdicts`` when already computed."""
     from infodyn import plots, report
 
     figs = plots.plot_all(df, out)
@@ -32,7 +32,7 @@ def report_outputs(df, out: Path, runs_manifests=None, settings=None):
         if p is not None:
             figs["sharpness_vs_transfer"] = p
     path = report.write_report(df, out / "report.html", figs, manifests=runs_manifests, settings=settings,
-                               csv=out / "results.csv")
+                               csv=out / "results.csv", verdicts=verdicts)
     return figs, path
 
 
@@ -44,9 +44,10 @@ def run(args) -> int:
     from infodyn.tradeoff import format_verdicts, verdicts
 
     out = Path(args.out)
+    params = _plane_params(args.param)
     try:
         df = analyze(args.run_dirs, measures=args.measures, out=out, jobs=args.jobs, device=args.device,
-                     seed=args.seed, max_samples=args.max_samples or None, params=_plane_params(args.param),
+                     seed=args.seed, max_samples=args.max_samples or None, params=params,
                      batch_size=args.batch_size, trust=args.trust_pickle, progress=not args.no_progress,
                      scheduler=args.scheduler)
     except AnalysisInterrupted as exc:
@@ -63,17 +64,18 @@ def run(args) -> int:
               "run the same command to resume", file=sys.stderr)
         return 2
     from infodyn.analysis import parse_measures
-    from infodyn.analysis.measures import PLANE_DEFAULTS
+    from infodyn.analysis.measures import settings as measure_settings
 
     manifests = json.loads((out / "manifests.json").read_text()) if (out / "manifests.json").exists() else None
     ms = parse_measures(args.measures)
-    params = {m: {**PLANE_DEFAULTS.get(m, {}), **_plane_params(args.param).get(m, {})} for m in ms}
+    effective = {m: measure_settings(m, params) for m in ms}
     settings = {"measures": ", ".join(ms), "seed": args.seed, "max_samples": args.max_samples or "all",
-                "device": args.device, "parameters set": {m: p for m, p in params.items() if p} or "defaults"}
-    figs, rep = report_outputs(df, out, manifests, settings)
+                "device": args.device, "parameters (defaults included)": {m: p for m, p in effective.items() if p}}
+    v = verdicts(df)
+    figs, rep = report_outputs(df, out, manifests, settings, v)
     print(f"\n{len(df)} rows -> {out / 'results.csv'}")
     print(f"report -> {rep}  ({len(figs)} figures)")
-    print("\n" + format_verdicts(verdicts(df)))
+    print("\n" + format_verdicts(v))
     bad = failures(df)
     if len(bad):
         print(f"\n{bad['checkpoint'].nunique()} checkpoint(s) failed:", file=sys.stderr)
