@@ -1,25 +1,14 @@
-"""The discriminability-transferability trade-off: curves, onset of over-compression, and a
-single-model over-compression score.
+"""The discriminability-transferability trade-off: curves, and the over-compression verdict.
 
-Everything here but :func:`score_overcompression` is a pure function of the tidy results table
-written by :func:`infodyn.analyze` (one row per run, checkpoint, layer, measure; see
-:data:`COLUMNS`), so the same numbers come out of a notebook, the CLI and the report.
+Everything here is a pure function of the tidy results table written by :func:`infodyn.analyze`
+(one row per run, checkpoint, layer, measure; see :data:`COLUMNS`), so the same numbers come out
+of a notebook, the CLI and the report. Times are the table's ``epoch``, else ``step``, else
+checkpoint order; runs of one configuration (same ``config``, different ``seed``) are aggregated.
 
-Definitions (all times are the table's ``epoch``, else ``step``, else checkpoint order):
-
-* **peak transfer** -- the first time at which the transfer accuracy (``linear_probe_acc`` on the
-  ``target`` task, else ``knn_acc`` on the target, else the same on the source's held-out split)
-  reaches its maximum over the run.
-* **compression onset** -- the time of the maximum of I(X;T) (by KDE when the table has it,
-  else binning, else the first estimator; ``method=`` chooses), provided that after it I(X;T)
-  falls by at least ``min_drop`` (a fraction of that maximum, default 5 %) by the last checkpoint
-  *and* source accuracy at the last checkpoint is higher than at the maximum (training is still
-  improving discrimination while the layer forgets input information). Otherwise there is no
-  onset (NaN): the layer never turned down, or it turned down with source accuracy.
-* Both are computed per seed; runs of one configuration (same ``config``, different ``seed``) are
-  summarised by the mean, the standard deviation and a Student-t 95 % interval of the mean.
-
-The single-model over-compression score is in :mod:`infodyn.overcompression` (re-exported here).
+The verdict (:func:`verdicts`) is taken from the transfer curve itself, per configuration, layer
+and transfer protocol; I(X;T) and the effective rank are reported beside it as evidence (the
+definition is at :func:`verdicts`). The single-model over-compression score is in
+:mod:`infodyn.overcompression` (re-exported here).
 """
 from __future__ import annotations
 
@@ -184,136 +173,6 @@ def transfer_measure(df: pd.DataFrame) -> Tuple[Optional[str], Optional[str]]:
 def source_measure(df: pd.DataFrame) -> Tuple[Optional[str], Optional[str]]:
     """(measure, task) used as 'discriminability': the model's own head accuracy, else probes."""
     return _pick(ok_rows(df), SOURCE_PREFERENCE)
-
-
-def _series(good: pd.DataFrame, measure: str, task: str, layer: Optional[str], method: Optional[str] = None) -> pd.Series:
-    sel = (good["measure"] == measure) & (good["task"] == task)
-    if layer is not None and measure != SOURCE_ACC:
-        sel &= good["layer"] == layer
-    if method is not None:
-        sel &= good["method"] == method
-    return good[sel].groupby("time")["value"].mean().sort_index()
-
-
-def peak_time(series: pd.Series) -> float:
-    """The first time at which ``series`` (indexed by time) reaches its maximum; NaN when empty."""
-    if series.empty:
-        return math.nan
-    return float(series.index[int(np.argmax(series.to_numpy()))])
-
-
-def compression_onset(ixt: pd.Series, source_acc: Optional[pd.Series], min_drop: float = 0.05) -> float:
-    """The time I(X;T) turned down while source accuracy still rose (definition in the module doc).
-
-    Args:
-        ixt: I(X;T) indexed by time (any unit).
-        source_acc: source accuracy indexed by time, or None to skip the accuracy condition.
-        min_drop: the least fall after the maximum, as a fraction of the maximum.
-    """
-    if len(ixt) < 2:
-        return math.nan
-    vals = ixt.to_numpy(dtype=float)
-    k = int(np.argmax(vals))
-    peak = vals[k]
-    if k == len(vals) - 1 or peak - vals[-1] < min_drop * abs(peak) or peak - vals[-1] <= 0:
-        return math.nan
-    t_peak = float(ixt.index[k])
-    if source_acc is not None and len(source_acc):
-        at = source_acc[source_acc.index <= t_peak]
-        acc_then = at.iloc[-1] if len(at) else source_acc.iloc[0]
-        if not source_acc.iloc[-1] > acc_then:
-            return math.nan
-    return t_peak
-
-
-def onset(df: pd.DataFrame, method: Optional[str] = None, min_drop: float = 0.05, level: float = 0.95) -> pd.DataFrame:
-    """Onset of over-compression per (config, layer), with its uncertainty across seeds.
-
-    Returns one row per (config, layer) with: transfer (measure/task used), peak_transfer
-    (mean over seeds), peak_transfer_low/high (t interval), peak_transfer_std, compression_onset
-    (mean over the seeds that have one), its low/high/std, n_seeds, n_onset (seeds with an onset),
-    final_score (mean final over-compression score when the table has it), time_label.
-    """
-    good = ok_rows(df)
-    tr_m, tr_t = _pick(good, TRANSFER_PREFERENCE)
-    src_m, src_t = _pick(good, SOURCE_PREFERENCE)
-    mi = good[good["measure"] == IXT]
-    if method is None and not mi.empty:  # KDE first: binning of a wide layer sits at log n and never turns
-        method = sorted(mi["method"].unique(), key=lambda m: (m != "kde", m != "binning", m))[0]
-    layers = sorted(set(good.loc[good["measure"] != SOURCE_ACC, "layer"]))
-    rows = []
-    for config in sorted(good["config"].unique()):
-        cg = good[good["config"] == config]
-        for layer in layers:
-            peaks, onsets, finals = [], [], []
-            for run in sorted(cg["run"].unique()):
-                rg = cg[cg["run"] == run]
-                if tr_m:
-                    peaks.append(peak_time(_series(rg, tr_m, tr_t, layer)))
-                ixt = _series(rg, IXT, "source", layer, method) if method else pd.Series(dtype=float)
-                src = _series(rg, src_m, src_t, layer) if src_m else None
-                onsets.append(compression_onset(ixt, src, min_drop))
-                sc = _series(rg, SCORE, "source", layer)
-                if len(sc):
-                    finals.append(float(sc.iloc[-1]))
-            if not (np.isfinite(peaks).any() or np.isfinite(onsets).any() or finals):
-                continue
-            span = (float(cg["time"].min()), float(cg["time"].max()))
-            pk = _t_interval(np.array(peaks, dtype=float), level, span)
-            on = _t_interval(np.array(onsets, dtype=float), level, span)
-            fin = np.asarray([p for p in peaks if np.isfinite(p)], dtype=float)
-            ons = np.asarray([o for o in onsets if np.isfinite(o)], dtype=float)
-            rows.append({
-                "config": config, "layer": layer,
-                "transfer": f"{tr_t}_{tr_m}" if tr_m else "",
-                "peak_transfer": pk[0], "peak_transfer_low": pk[1], "peak_transfer_high": pk[2],
-                "peak_transfer_std": float(fin.std(ddof=1)) if fin.size > 1 else 0.0 if fin.size else math.nan,
-                "compression_onset": on[0], "compression_onset_low": on[1], "compression_onset_high": on[2],
-                "compression_onset_std": float(ons.std(ddof=1)) if ons.size > 1 else 0.0 if ons.size else math.nan,
-                "n_seeds": int(cg["run"].nunique()), "n_onset": int(ons.size),
-                "final_score": float(np.mean(finals)) if finals else math.nan,
-                "time_label": good.attrs["time_label"], "ixt_method": method or "",
-            })
-    out = pd.DataFrame(rows)
-    out.attrs["verdicts"] = verdicts(df, level=level)  # what format_summary prints
-    return out
-
-
-def format_summary(summary: pd.DataFrame) -> str:
-    """The terminal summary. For a table from :func:`onset` (which carries the verdicts in
-    ``summary.attrs["verdicts"]``): the over-compression verdicts (:func:`format_verdicts`), which
-    come from the transfer curves, not from I(X;T). For any other onset-shaped table: per
-    configuration and layer, where transfer peaked, where I(X;T) turned down (descriptive only),
-    the final over-compression score."""
-    if isinstance(summary.attrs.get("verdicts"), pd.DataFrame):
-        return format_verdicts(summary.attrs["verdicts"])
-    if summary.empty:
-        return "no summary: the table has no transfer, I(X;T) or score rows without errors"
-    lines = []
-    unit = summary["time_label"].iloc[0]
-
-    def fmt(m, lo, hi, std, n):
-        if not np.isfinite(m):
-            return "none"
-        if n <= 1 or not np.isfinite(std):
-            return f"{m:g}"
-        return f"{m:.1f} ±{std:.1f} sd" + (f" (95% CI {lo:.1f}..{hi:.1f})" if n >= 3 else "")
-
-    for config, grp in summary.groupby("config", sort=True):
-        n = int(grp["n_seeds"].iloc[0])
-        mi = grp["ixt_method"].iloc[0] if "ixt_method" in grp else ""
-        lines.append(f"{config}  ({n} seed{'s' if n != 1 else ''}; times in {unit}s"
-                     + (f"; I(X;T) by {mi}" if mi else "") + ")")
-        for _, r in grp.iterrows():
-            peak = fmt(r.peak_transfer, r.peak_transfer_low, r.peak_transfer_high, r.peak_transfer_std, n)
-            on = fmt(r.compression_onset, r.compression_onset_low, r.compression_onset_high,
-                     r.compression_onset_std, r.n_onset)
-            if np.isfinite(r.compression_onset) and n > 1:
-                on += f" in {r.n_onset}/{n} seeds"
-            score = "n/a" if not np.isfinite(r.final_score) else f"{r.final_score:.2f}"
-            lines.append(f"  {r.layer:<16s} transfer peaked at {peak}; I(X;T) turned down at {on}; "
-                         f"final over-compression score {score}")
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -566,6 +425,6 @@ from infodyn.runs.extract import default_layer, layer_features  # noqa: E402  (r
 
 
 __all__ = ["COLUMNS", "check_table", "ok_rows", "seed_bands", "trajectories", "transfer_measure", "source_measure",
-           "peak_time", "compression_onset", "onset", "format_summary", "verdicts", "format_verdicts",
+           "verdicts", "format_verdicts",
            "PROTOCOLS", "MIN_EFFECT", "VERDICT_COLUMNS", "FEWSHOT", "OvercompressionScore",
            "overcompression_parts", "score_overcompression", "layer_features", "default_layer", "effective_rank"]
