@@ -217,7 +217,7 @@ def plan_units(runs: Sequence[Run], measures: Sequence[str], out: Optional[Path]
     ckpt_measures = [m for m in measures if registry.get(m).scope == "checkpoint"]
     for run in runs:
         man = run.manifest
-        model = build_model(man)
+        model = build_model(man, checkpoint=run.checkpoints[0].path)  # (load: model) no second discovery
         run.model_digest = model_digest(man, model)
         if layer_measures:
             try:
