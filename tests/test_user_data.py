@@ -428,3 +428,60 @@ def test_hugging_face_image_column_unsplit(tmp_path):
     for xi, r in zip(x, te.rows):
         want = np.asarray(Image.fromarray(imgs[r]).convert("L"), np.float32) / 255.0
         np.testing.assert_allclose(xi[0], want, atol=1e-6)
+
+
+KEYED = '''
+import torch
+from torch.utils.data import Dataset
+
+class Keyed(Dataset):
+    """Mapping items with two input keys that differ only in row 1 (not among the 8 rows the
+    'spec' digest reads: 0, 3, 5, 8, 11, 14, 16, 19) and two label keys with equal values."""
+    def __len__(self):
+        return 20
+    def __getitem__(self, i):
+        a = torch.full((2,), float(i))
+        return {"a": a, "b": a + (1.0 if i == 1 else 0.0), "lab": i % 2, "lab2": i % 2}
+
+def keyed():
+    return Keyed()
+'''
+
+
+def test_torch_digest_covers_the_input_and_label_keys(tmp_path):
+    (tmp_path / "keyed_f.py").write_text(KEYED)
+
+    def load(**keys):
+        return data.load(parse_data_spec({"dataset": "keyed_f:keyed", **keys}, tmp_path), seed=0)
+
+    base = load(input="a", label="lab")
+    other_input, other_label = load(input="b", label="lab"), load(input="a", label="lab2")
+    # the keys do give other inputs (row 1), which the sampled inputs alone would miss
+    assert base.split("train").reader.read([1])[0, 0] != other_input.split("train").reader.read([1])[0, 0]
+    assert len({base.digest, other_input.digest, other_label.digest}) == 3
+    assert load(input="a", label="lab").digest == base.digest
+
+
+def test_hugging_face_digest_covers_which_user_split_is_read(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from infodyn.data.sources import hf_readers
+
+    rng = np.random.default_rng(5)
+    lab = (np.arange(8) % 2).tolist()
+    # "test" and "holdout": same length and labels, other inputs
+    parts = {name: datasets.Dataset.from_dict({"vec": rng.normal(size=(8, 3)).astype(np.float32).tolist(),
+                                               "label": lab if name != "train" else (np.arange(8) % 2).tolist()})
+             for name in ("train", "test", "holdout")}
+    root = tmp_path / "hf"
+    datasets.DatasetDict(parts).save_to_disk(str(root))
+    one = hf_readers(root, "t", "vec", "label", splits={"train": "train", "test": "test"})
+    two = hf_readers(root, "t", "vec", "label", splits={"train": "train", "test": "holdout"})
+    assert (one["test"].user_split, two["test"].user_split) == ("test", "holdout")
+    assert one["test"].digest != two["test"].digest and one["train"].digest == two["train"].digest
+    # the folder's files are hashed once for all the splits read from it
+    assert one["train"]._folder_digest is one["test"]._folder_digest
+    spec = {"hf": str(root), "input": "vec"}
+    a = data.load({**spec, "splits": {"train": "train", "test": "test"}})
+    b = data.load({**spec, "splits": {"train": "train", "test": "holdout"}})
+    assert a.digest != b.digest
+    assert a.digest == data.load({**spec, "splits": {"train": "train", "test": "test"}}).digest

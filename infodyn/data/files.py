@@ -124,22 +124,14 @@ def _read_splits(f: Path) -> Dict[str, tuple]:
     return out
 
 
-def _read(f: Path):
-    parts = _read_splits(f)
-    if "all" not in parts:
-        raise ValueError(f"{f}: expected arrays 'x' and 'y'")
-    return parts["all"]
+def read(path: Union[str, Path], sha256: Optional[Union[str, Dict[str, str]]] = None):
+    """Read a user data set: x float32 (n, *shape), y int64 codes, classes, meta, origin.
 
-
-def read(path: Union[str, Path], sha256: Optional[Union[str, Dict[str, str]]] = None,
-         with_splits: bool = False):
-    """Read a user data set: x float32 (n, *shape), y int64 codes, classes, meta.
-
-    The original labels are kept, sorted, as ``classes``; y holds their codes. With
-    ``with_splits=True`` a fifth value is returned: None when the files hold plain ``x``, ``y``
-    arrays, else an int8 array (n,) giving each row's own split (0 train, 1 val, 2 test) from
-    arrays ``x_train``/``y_train``, ``x_val``/``y_val``, ``x_test``/``y_test``; then
-    ``meta["splits_given"]`` names the splits found. Every file of a folder must use the same form.
+    The original labels are kept, sorted, as ``classes``; y holds their codes. ``origin`` is None
+    when the files hold plain ``x``, ``y`` arrays, else an int8 array (n,) giving each row's own
+    split (0 train, 1 val, 2 test) from arrays ``x_train``/``y_train``, ``x_val``/``y_val``,
+    ``x_test``/``y_test``; then ``meta["splits_given"]`` names the splits found. Every file of a
+    folder must use the same form.
     """
     p = Path(path).expanduser()
     files = npz_files(p)
@@ -154,9 +146,6 @@ def read(path: Union[str, Path], sha256: Optional[Union[str, Dict[str, str]]] = 
             raise ValueError(f"{f}: holds {'split arrays (x_train, ...)' if form else 'x, y'} but "
                              f"{files[0]} holds {'split arrays' if split_form else 'x, y'}")
         split_form = form
-        if form and not with_splits:
-            raise ValueError(f"{f}: holds split arrays {sorted(parts)}; read it with "
-                             "infodyn.data.load, which keeps the split")
         for s, (x, y) in parts.items():
             if xs and x.shape[1:] != xs[0].shape[1:]:
                 raise ValueError(f"{f}: x rows have shape {x.shape[1:]}, but {files[0]} has "
@@ -175,8 +164,6 @@ def read(path: Union[str, Path], sha256: Optional[Union[str, Dict[str, str]]] = 
     if p.is_dir():
         meta["combined_sha256"] = combined_sha256(hashes)
     out = (x, y.astype(np.int64).reshape(-1), tuple(c.item() for c in classes), meta)
-    if not with_splits:
-        return out
     if split_form:
         meta["splits_given"] = tuple(s for s in _SPLIT_KEYS if s in given)
         return out + (np.concatenate(origin),)

@@ -312,7 +312,7 @@ def _load_file(path: Path, label: str, seed: int, split, subset, sha256, role, p
         ds = load_spec(parse_data_spec(opts, None, "data"), seed)
         ds.role = role
         return ds
-    x, y, classes, meta, origin = read(path, sha256=sha256, with_splits=True)
+    x, y, classes, meta, origin = read(path, sha256=sha256)
     meta["sha256"] = array_sha256(x, y)
     meta["params"] = {}
     return build(label, x, y, classes, role=role, meta=meta, seed=seed, split=split,

@@ -119,7 +119,8 @@ class TorchReader:
     once (inputs then dropped). Inputs are read one ``__getitem__`` at a time.
 
     Digest (``digest="spec"``, the default): the factory's ``module:callable`` name, its kwargs,
-    the sha256 of the file defining it, this split's name and length, the labels, and the bytes
+    the sha256 of the file defining it, this split's name and length, the input and label keys
+    of mapping items (``input:`` / ``label:``), the labels, and the bytes
     of up to 8 evenly spaced inputs. Content behind the factory (files it reads) is covered only
     through those sample inputs; ``digest="full"`` hashes every input instead (one full read).
     """
@@ -195,8 +196,8 @@ class TorchReader:
     def digest(self) -> str:
         if self._digest is None:
             h = hashlib.sha256()
-            h.update(json.dumps([self._spec, self.split, self.n, self._mode], sort_keys=True,
-                                default=str).encode())
+            h.update(json.dumps([self._spec, self.split, self.n, self._mode, self.input_key, self.label_key],
+                                sort_keys=True, default=str).encode())
             lab = np.asarray(self.labels)
             h.update(lab.astype(str).tobytes() if lab.dtype.kind in "OUS" else lab.astype(np.int64).tobytes())
             if self._mode == "full":
@@ -327,11 +328,14 @@ class HFReader:
     label column (its ``ClassLabel`` names become ``class_names``).
 
     Digest: sha256 over every file of the saved folder (relative path and bytes, or size and
-    time with ``digest: stat``), the two column names, this split's name, ``mode`` and ``size``.
+    time with ``digest: stat``; hashed once per folder when the readers share ``folder_digest``),
+    the two column names, this split's name (infodyn's, and the user's split it reads:
+    ``user_split``, None for an unsplit ``Dataset``), ``mode`` and ``size``.
     """
 
     def __init__(self, ds, root: Path, split: str, input_col: str, label_col: str, where: str,
-                 mode: Optional[str] = None, size=None, digest_mode: str = "content"):
+                 mode: Optional[str] = None, size=None, digest_mode: str = "content",
+                 user_split: Optional[str] = None, folder_digest: Optional["FolderDigest"] = None):
         cols = list(ds.column_names)
         for key, col in (("input", input_col), ("label", label_col)):
             if col not in cols:
@@ -339,7 +343,9 @@ class HFReader:
                                  f"split {split!r}; it has columns {cols}")
         self.ds, self.root, self.split, self.where = ds, Path(root), split, where
         self.input_col, self.label_col, self.mode, self.size = input_col, label_col, mode, size
+        self.user_split = user_split
         self._mode, self._digest = digest_mode, None
+        self._folder_digest = folder_digest or FolderDigest(self.root, digest_mode)
         lab = ds.with_format(None)[label_col]
         self.labels = np.asarray(list(lab))
         if self.labels.ndim != 1 or self.labels.dtype == object:
@@ -367,12 +373,25 @@ class HFReader:
     @property
     def digest(self) -> str:
         if self._digest is None:
-            files = [p for p in self.root.rglob("*") if p.is_file()]
-            h = hashlib.sha256(_files_digest(self.root, files, self._mode).encode())
-            h.update(json.dumps([self.input_col, self.label_col, self.split, self.mode,
+            h = hashlib.sha256(self._folder_digest().encode())
+            h.update(json.dumps([self.input_col, self.label_col, self.split, self.user_split, self.mode,
                                  self.size]).encode())
             self._digest = h.hexdigest()
         return self._digest
+
+
+class FolderDigest:
+    """:func:`_files_digest` of every file under ``root``, computed on the first call and then
+    kept, so that the readers of one folder's splits hash its files once."""
+
+    def __init__(self, root: Path, mode: str = "content"):
+        self.root, self.mode, self._value = Path(root), mode, None
+
+    def __call__(self) -> str:
+        if self._value is None:
+            files = [p for p in self.root.rglob("*") if p.is_file()]
+            self._value = _files_digest(self.root, files, self.mode)
+        return self._value
 
 
 def is_hf_folder(p: Path) -> bool:
@@ -395,9 +414,10 @@ def hf_readers(root: Path, where: str, input_col: Optional[str], label_col: Opti
     except Exception as exc:  # the library's own errors vary by version
         raise ValueError(f"{root}: cannot load with datasets.load_from_disk: {exc}") from None
     if isinstance(obj, datasets.DatasetDict):
-        parts = pick_splits(dict(obj), where, splits)
+        names = split_names(list(obj), where, splits)
+        parts = {k: obj[u] for k, u in names.items()}
     else:
-        parts = {"all": obj}
+        names, parts = {"all": None}, {"all": obj}
     first = next(iter(parts.values()))
     cols = list(first.column_names)
     input_col = input_col or next((c for c in _INPUT_KEYS if c in cols), None)
@@ -407,12 +427,19 @@ def hf_readers(root: Path, where: str, input_col: Optional[str], label_col: Opti
     if input_col is None or label_col is None:
         raise ValueError(f"{where}: name the input and label columns ('input:' and 'label:'); the "
                          f"data set has columns {cols}")
-    return {k: HFReader(d, root, k, input_col, label_col, where, mode, size, digest_mode)
+    folder = FolderDigest(root, digest_mode)
+    return {k: HFReader(d, root, k, input_col, label_col, where, mode, size, digest_mode, names[k], folder)
             for k, d in parts.items()}
 
 
 def pick_splits(named: Dict[str, Any], where: str, splits: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
-    """The user's named splits as infodyn's train / val / test.
+    """The user's named splits as infodyn's train / val / test: ``{infodyn split: named[user split]}``
+    for the user splits :func:`split_names` picks."""
+    return {k: named[u] for k, u in split_names(list(named), where, splits).items()}
+
+
+def split_names(named: Sequence[Any], where: str, splits: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """``{infodyn split: user split name}`` for the user's split names ``named``.
 
     ``splits`` maps infodyn's names to the user's (``{val: validation}``); without it the usual
     names are recognised (:data:`SPLIT_NAMES`). Splits under other names are left out unless
@@ -426,19 +453,19 @@ def pick_splits(named: Dict[str, Any], where: str, splits: Optional[Dict[str, st
         if missing:
             raise ValueError(f"{where}: split(s) {missing} (key 'splits') not in the data set; it "
                              f"has {sorted(named)}")
-        return {k: named[u] for k, u in splits.items()}
+        return dict(splits)
     out: Dict[str, Any] = {}
-    for u, d in named.items():
+    for u in named:
         key = SPLIT_NAMES.get(str(u).lower())
         if key is None:
             continue
         if key in out:
             raise ValueError(f"{where}: two splits name the {key} split ({sorted(named)}); map them "
                              "with 'splits: {train: ..., val: ..., test: ...}'")
-        out[key] = d
+        out[key] = u
     if not out:
         if len(named) == 1:
-            return {"all": next(iter(named.values()))}
+            return {"all": next(iter(named))}
         raise ValueError(f"{where}: none of the splits {sorted(named)} is train/val/test; map them "
                          "with 'splits: {train: ..., test: ...}'")
     if "train" not in out:
