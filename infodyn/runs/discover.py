@@ -39,12 +39,14 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from infodyn.runs.load import (CHECKPOINT_SUFFIXES, checkpoint_name, folder_kind,
-                               is_checkpoint_name, read_meta)
+from infodyn.runs.load import (CHECKPOINT_SUFFIXES, FOLDER_WEIGHTS, CheckpointError,
+                               checkpoint_name, folder_kind, index_shards, is_checkpoint_name,
+                               read_meta, split_suffix)
 
 __all__ = ["CheckpointInfo", "AmbiguousOrderWarning", "MixedRunsWarning", "RunListing", "discover",
            "scan", "parse_filename", "MAX_DEPTH"]
@@ -186,11 +188,7 @@ def parse_filename(name: str) -> Tuple[Optional[int], Optional[int], Optional[in
     """(epoch, step, bare number, count of bare numbers) from a file name.
 
     Numbers of more than 16 digits (beyond 2**53) are treated as absent."""
-    stem = Path(name).name
-    for suffix in CHECKPOINT_SUFFIXES:
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
+    stem = split_suffix(Path(name).name)[0]
     epoch_m = _EPOCH_RE.search(stem)
     step_m = _STEP_RE.search(stem)
     spans = [m.span(1) for m in (epoch_m, step_m) if m]
@@ -206,29 +204,22 @@ def _natural_key(name: str):
             for t in re.split(r"(\d+)", name)]
 
 
-def _stem(name: str) -> str:
-    for suffix in CHECKPOINT_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 def _why_not(path: Path) -> Optional[str]:
     """Why a file with a checkpoint suffix is not a model checkpoint, or None."""
     name = path.name
-    if name.startswith("."):
-        return "hidden or temporary file"
     if name in _TEMPORARIES:
         return "timm's temporary file (renamed when the save completes)"
-    stem = _stem(name).lower()
+    stem = split_suffix(name)[0].lower()
     if stem in _NOT_MODELS or stem.startswith(_NOT_MODEL_PREFIXES):
         return "optimizer/scheduler/scaler/RNG/sampler state or training arguments, not model weights"
     return None
 
 
-def _walk(root: Path) -> Tuple[List[Tuple[int, Path]], List[Tuple[Path, str]]]:
-    """(depth, path) of every checkpoint file or folder down to MAX_DEPTH, and what was skipped."""
-    found: List[Tuple[int, Path]] = []
+def _walk(root: Path) -> Tuple[List[Tuple[int, Path, str]], List[Tuple[Path, str]]]:
+    """(depth, path, kind) of every checkpoint file or folder down to MAX_DEPTH (kind:
+    ``"file"`` or the folder's :func:`folder_kind`), and what was skipped. Hidden (dot) files
+    and folders are passed over without a word."""
+    found: List[Tuple[int, Path, str]] = []
     skipped: List[Tuple[Path, str]] = []
 
     def visit(folder: Path, depth: int):
@@ -238,12 +229,15 @@ def _walk(root: Path) -> Tuple[List[Tuple[int, Path]], List[Tuple[Path, str]]]:
             skipped.append((folder, f"could not be listed ({exc.strerror or exc})"))
             return
         own: set = set()
-        if depth == 0 and folder_kind(folder) is not None:
+        kind = folder_kind(folder) if depth == 0 else None
+        if kind is not None:
             # The run folder is itself a Hugging Face / accelerate folder (Trainer.save_model at
             # the end of training): its weight files (and shards) are one checkpoint.
-            found.append((0, folder))
+            found.append((0, folder, kind))
             own = _weight_names(folder)
         for e in entries:
+            if e.name.startswith("."):
+                continue  # hidden, or a temporary file being written
             p = folder / e.name
             try:
                 is_dir = e.is_dir(follow_symlinks=False)  # no loops, no escape through links
@@ -253,45 +247,44 @@ def _walk(root: Path) -> Tuple[List[Tuple[int, Path]], List[Tuple[Path, str]]]:
             if e.name in own:
                 continue
             if is_dir:
-                if e.name.startswith(".") or e.name == "__pycache__":
+                if e.name == "__pycache__":
                     continue
                 if (p / "infodyn.yaml").is_file():
                     skipped.append((p, "another run (it has its own infodyn.yaml)"))
                     continue
-                if folder_kind(p) is not None:
-                    found.append((depth, p))
+                sub = folder_kind(p)
+                if sub is not None:
+                    found.append((depth, p, sub))
                 elif depth < MAX_DEPTH:
                     visit(p, depth + 1)
             elif is_file and is_checkpoint_name(e.name):
                 why = _why_not(p)
                 if why:
-                    if not e.name.startswith("."):
-                        skipped.append((p, why))
+                    skipped.append((p, why))
                 else:
-                    found.append((depth, p))
+                    found.append((depth, p, "file"))
 
     visit(root, 0)
     return found, skipped
 
 
 def _weight_names(folder: Path) -> set:
-    """Names of a checkpoint folder's weight files: the weight file and the shards its index lists."""
-    from infodyn.runs.load import FOLDER_WEIGHTS
-
+    """Names of a checkpoint folder's weight files: every file named like one
+    (:data:`~infodyn.runs.load.FOLDER_WEIGHTS`, safetensors and .bin variants alike) and the
+    shards each index lists (none for an index that cannot be read: loading says why)."""
     names = {n for n in FOLDER_WEIGHTS if (folder / n).is_file()}
     for index in [n for n in names if n.endswith(".index.json")]:
         try:
-            import json
-
-            with open(folder / index, "rb") as fh:
-                weight_map = json.loads(fh.read(64 << 20)).get("weight_map") or {}
-            names |= {str(v) for v in weight_map.values()}
-        except (OSError, ValueError, AttributeError):
+            names.update(index_shards(folder / index)[0])
+        except (OSError, CheckpointError):
             pass
     return names
 
 
-def _candidates(root: Path, pattern: Optional[str]) -> Tuple[List[Path], List[Tuple[Path, str]]]:
+def _candidates(root: Path, pattern: Optional[str]
+                ) -> Tuple[List[Tuple[Path, str]], List[Tuple[Path, str]]]:
+    """(path, kind) of the checkpoints to take, in natural name order (kind: ``"file"`` or the
+    folder's :func:`folder_kind`), and (path, reason) of what was skipped."""
     if pattern:
         if Path(pattern).is_absolute():
             raise ValueError(f"checkpoint pattern {pattern!r} must be relative to the run folder {root}")
@@ -308,19 +301,20 @@ def _candidates(root: Path, pattern: Optional[str]) -> Tuple[List[Path], List[Tu
             except ValueError:
                 skipped.append((p, "outside the run folder (a link pointing out of it)"))
                 continue
-            if p.is_file() or (p.is_dir() and folder_kind(p) is not None):
-                files.append(p)
-        return sorted(files, key=lambda p: _natural_key(str(p.relative_to(root)))), skipped
+            kind = "file" if p.is_file() else folder_kind(p) if p.is_dir() else None
+            if kind is not None:
+                files.append((p, kind))
+        return sorted(files, key=lambda t: _natural_key(str(t[0].relative_to(root)))), skipped
     found, skipped = _walk(root)
     if not found:
         return [], skipped
-    top = min(d for d, _ in found)
-    taken = [p for d, p in found if d == top]
-    for d, p in found:
+    top = min(d for d, _, _ in found)
+    taken = [(p, kind) for d, p, kind in found if d == top]
+    for d, p, _ in found:
         if d != top:
             skipped.append((p, f"in a sub-folder {d - top} level(s) below the checkpoints taken "
                                "(name it with a checkpoints: glob to use it instead)"))
-    return sorted(taken, key=lambda p: _natural_key(str(p.relative_to(root)))), skipped
+    return sorted(taken, key=lambda t: _natural_key(str(t[0].relative_to(root)))), skipped
 
 
 def discover(run_dir: Union[str, Path], pattern: Optional[str] = None, *,
@@ -366,7 +360,7 @@ def scan(run_dir: Union[str, Path], pattern: Optional[str] = None, *, read_conte
         raise ValueError(f"{root}: no checkpoint files found (looked for {looked})"
                          + (f"; found only: {seen}" if seen else ""))
 
-    rows = [_row(path, read_content=read_content, trust=trust) for path in files]
+    rows = [_row(path, kind, read_content=read_content, trust=trust) for path, kind in files]
     if len(rows) > 1:
         # The run folder's own final model with no recorded position would spoil the order of
         # the others: list it as skipped (a checkpoints: glob can still name it).
@@ -396,8 +390,9 @@ def scan(run_dir: Union[str, Path], pattern: Optional[str] = None, *, read_conte
 _MIXED = "the folder seems to mix runs"
 
 
-def _row(path: Path, *, read_content: bool, trust: bool) -> Dict[str, Any]:
-    kind = folder_kind(path) if path.is_dir() else "file"
+def _row(path: Path, kind: str, *, read_content: bool, trust: bool) -> Dict[str, Any]:
+    """What the name and (``read_content``) the contents say of one checkpoint; ``kind``:
+    ``"file"`` or the folder's :func:`folder_kind`."""
     f_epoch, f_step, number, n_bare = parse_filename(path.name)
     notes: List[str] = []
     if checkpoint_name(path) != path.name:
@@ -409,7 +404,7 @@ def _row(path: Path, *, read_content: bool, trust: bool) -> Dict[str, Any]:
     error = None
     if read_content:
         try:
-            meta = read_meta(path, trust=trust)
+            meta = read_meta(path, trust=trust, kind=None if kind == "file" else kind)
         except Exception as exc:  # one bad checkpoint must not stop the listing
             error = str(exc) or type(exc).__name__
     notes += list(meta.get("warnings") or [])
@@ -426,7 +421,7 @@ def _row(path: Path, *, read_content: bool, trust: bool) -> Dict[str, Any]:
 def _order(root: Path, rows, *, trust: bool = False) -> RunListing:
     notes: List[str] = []
 
-    def checkpoint_name(p: Path) -> str:  # names relative to the run folder in every note
+    def rel(p: Path) -> str:  # names relative to the run folder in every note
         return _rel_name(root, p)
 
     def value(r, kind):
@@ -444,13 +439,13 @@ def _order(root: Path, rows, *, trust: bool = False) -> RunListing:
         # Unreadable files (reported through .error) take their place from the name silently.
         sources = {s for _, r, s in keyed if r["error"] is None}
         if len(sources) > 1:
-            names = [checkpoint_name(r["path"]) for _, r, s in keyed
+            names = [rel(r["path"]) for _, r, s in keyed
                      if s == "filename" and r["error"] is None][:5]
             notes.append(f"the {primary} comes from inside some files but only from the file "
                          f"name of others ({', '.join(names)})")
     elif all(r["number"] is not None for r in rows):
         keyed = [((r["number"],), r, "filename") for r in rows]
-        many = [checkpoint_name(r["path"]) for r in rows if r["n_bare"] > 1][:5]
+        many = [rel(r["path"]) for r in rows if r["n_bare"] > 1][:5]
         if many:
             notes.append(f"file names hold several unlabelled numbers; ordered by the last one "
                          f"({', '.join(many)})")
@@ -461,12 +456,11 @@ def _order(root: Path, rows, *, trust: bool = False) -> RunListing:
         notes.append("neither the contents nor the file names give a step or epoch for every "
                      "file; ordered by name")
 
-    keyed.sort(key=lambda t: (t[0], _natural_key(checkpoint_name(t[1]["path"]))))
-    keyed, skipped, mixed = _drop_copies(keyed, checkpoint_name, trust=trust)
-    keys = [k for k, _, _ in keyed]
-    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    keyed.sort(key=lambda t: (t[0], _natural_key(rel(t[1]["path"]))))
+    keyed, skipped, mixed = _drop_copies(keyed, rel, trust=trust)
+    dupes = sorted(k for k, n in Counter(k for k, _, _ in keyed).items() if n > 1)
     if dupes:
-        names = [checkpoint_name(r["path"]) for k, r, _ in keyed if k in dupes][:6]
+        names = [rel(r["path"]) for k, r, _ in keyed if k in dupes][:6]
         notes.append(f"several files share the same position ({', '.join(names)}); ties broken "
                      "by name")
     if primary and any(s == "content" for _, _, s in keyed):
@@ -498,13 +492,14 @@ def _order(root: Path, rows, *, trust: bool = False) -> RunListing:
 
 
 def _is_alias(path: Path) -> bool:
-    return _stem(path.name).lower() in _ALIASES
+    return split_suffix(path.name)[0].lower() in _ALIASES
 
 
-def _drop_copies(keyed, checkpoint_name=checkpoint_name, *, trust: bool = False):
+def _drop_copies(keyed, rel, *, trust: bool = False):
     """Leave out copies among checkpoints that share a position: alias-named files (last,
-    best, ...) beside a regular one, and files whose weights equal one already kept. Returns
-    (kept, skipped, names of different-weight ties that suggest mixed runs)."""
+    best, ...) beside a regular one, and files whose weights equal one already kept. ``rel``
+    names a path in the notes. Returns (kept, skipped, names of different-weight ties that
+    suggest mixed runs)."""
     groups: Dict[Any, list] = {}
     for item in keyed:
         groups.setdefault(item[0], []).append(item)
@@ -523,17 +518,17 @@ def _drop_copies(keyed, checkpoint_name=checkpoint_name, *, trust: bool = False)
         for t in ordered:
             r = t[1]
             if regular and _is_alias(r["path"]):
-                skipped.append((r["path"], f"a '{_stem(r['path'].name)}' copy at the position of "
-                                           f"{checkpoint_name(regular[0][1]['path'])}"))
+                skipped.append((r["path"], f"a '{split_suffix(r['path'].name)[0]}' copy at the position of "
+                                           f"{rel(regular[0][1]['path'])}"))
                 continue
             twin = next((k for k in taken if _same_weights(k[1]["path"], r["path"], trust)), None)
             if twin is not None:
                 skipped.append((r["path"], f"same position and same weights as "
-                                           f"{checkpoint_name(twin[1]['path'])}"))
+                                           f"{rel(twin[1]['path'])}"))
                 continue
             taken.append(t)
         if len(taken) > 1:
-            mixed.extend(checkpoint_name(t[1]["path"]) for t in taken)
+            mixed.extend(rel(t[1]["path"]) for t in taken)
         kept.extend(taken)
     return kept, skipped, mixed
 

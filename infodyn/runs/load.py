@@ -438,14 +438,23 @@ def select_prefix(state: Mapping[str, Any], prefix: str,
     if not isinstance(prefix, str) or not prefix.strip("."):
         raise ValueError(f"state_prefix must be a non-empty string such as 'net.', got {prefix!r}")
     prefix = prefix if prefix.endswith(".") else prefix + "."
-    for candidate in (dict(state), strip_prefixes(dict(state))):
-        chosen = {k[len(prefix):]: v for k, v in candidate.items() if k.startswith(prefix)}
-        if chosen:
-            return chosen
+    chosen = _under_prefix((state, strip_prefixes(dict(state))), prefix)
+    if chosen is not None:
+        return chosen
     tops = sorted({k.split(".", 1)[0] + "." for k in state})
     shown = ", ".join(tops[:12]) + (f", ... {len(tops) - 12} more" if len(tops) > 12 else "")
     raise CheckpointError(path, f"no state dict key starts with state_prefix {prefix!r}; the keys "
                                 f"start with: {shown}")
+
+
+def _under_prefix(candidates: Iterable[Mapping[str, Any]], prefix: str) -> Optional[Dict[str, Any]]:
+    """The entries under ``prefix`` (prefix removed) of the first of ``candidates`` (the state
+    as saved, then with wrapper prefixes stripped) that has any; None when none has."""
+    for candidate in candidates:
+        chosen = {k[len(prefix):]: v for k, v in candidate.items() if k.startswith(prefix)}
+        if chosen:
+            return chosen
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -640,11 +649,13 @@ def _read_json(path: Path, limit: int = 64 << 20):
         raise CheckpointError(path, f"is not valid JSON ({_short(str(exc))})") from None
 
 
-def _folder_meta(folder: Path) -> Dict[str, Any]:
+def _folder_meta(folder: Path, kind: Optional[str] = None) -> Dict[str, Any]:
     """epoch/step of a checkpoint folder from ``trainer_state.json`` (Hugging Face Trainer:
-    ``epoch`` counts completed epochs, possibly fractional; ``global_step`` optimizer steps)."""
+    ``epoch`` counts completed epochs, possibly fractional; ``global_step`` optimizer steps).
+    ``kind``: the folder's :func:`folder_kind` when the caller has it (else looked up)."""
     meta: Dict[str, Any] = {"epoch": None, "step": None, "source_acc": None, "run_id": None,
-                            "extra": {}, "warnings": [], "kind": folder_kind(folder) or "folder"}
+                            "extra": {}, "warnings": [],
+                            "kind": kind or folder_kind(folder) or "folder"}
     state_file = folder / "trainer_state.json"
     if state_file.is_file():
         state = _read_json(state_file)
@@ -663,24 +674,63 @@ def _folder_meta(folder: Path) -> Dict[str, Any]:
     return meta
 
 
-def _load_folder(folder: Path, *, trust: bool, map_location) -> Dict[str, Any]:
-    """The raw (unstripped) state dict of a checkpoint folder, shards merged."""
+def folder_files(folder: Union[str, Path]) -> Tuple[Path, List[str]]:
+    """(weight file, names of the files that hold the weights) of a checkpoint folder.
+
+    The weight file is :func:`folder_weights`'s; the names are its own, then, for a sharded
+    index (``model.safetensors.index.json``), the shard files its ``weight_map`` lists (sorted,
+    each checked to lie in the folder).
+
+    Raises:
+        CheckpointError: the folder holds no weights (the message lists what it holds), or the
+            index is not JSON, has no ``weight_map``, or names a shard outside the folder.
+    """
+    weights, names, _ = _folder_index(Path(folder))
+    return weights, names
+
+
+def _folder_index(folder: Path) -> Tuple[Path, List[str], Mapping[str, Any]]:
+    """:func:`folder_files` and the index's ``weight_map`` (tensor name -> shard; ``{}`` when
+    the weights are one file)."""
     weights = folder_weights(folder)
     if weights is None:
         found = ", ".join(sorted(p.name for p in folder.iterdir())[:12]) or "nothing"
         raise CheckpointError(folder, f"is a folder without model weights (looked for "
                                       f"{', '.join(FOLDER_WEIGHTS)}; found: {found})")
     if not weights.name.endswith(".index.json"):
+        return weights, [weights.name], {}
+    shards, weight_map = index_shards(weights)
+    return weights, [weights.name] + shards, weight_map
+
+
+def index_shards(index: Union[str, Path]) -> Tuple[List[str], Mapping[str, Any]]:
+    """(sorted shard file names, ``weight_map``) of a sharded checkpoint's index file
+    (``model.safetensors.index.json``; ``weight_map``: tensor name -> shard file).
+
+    Raises:
+        CheckpointError: the index is not JSON, has no ``weight_map``, or names a shard outside
+            its folder.
+    """
+    index = Path(index)
+    data = _read_json(index)
+    weight_map = data.get("weight_map") if isinstance(data, Mapping) else None
+    if not isinstance(weight_map, Mapping) or not weight_map:
+        raise CheckpointError(index, "has no 'weight_map' (key name -> shard file)")
+    shards = sorted(set(map(str, weight_map.values())))
+    for shard in shards:
+        if Path(shard).name != shard or shard in (".", ".."):
+            raise CheckpointError(index, f"names the shard {shard!r} outside its folder; refused")
+    return shards, weight_map
+
+
+def _load_folder(folder: Path, *, trust: bool, map_location) -> Dict[str, Any]:
+    """The raw (unstripped) state dict of a checkpoint folder, shards merged."""
+    weights, names, weight_map = _folder_index(folder)
+    if not weight_map:
         obj, _ = _raw_load(weights, trust=trust, map_location=map_location)
         return obj
-    index = _read_json(weights)
-    weight_map = index.get("weight_map") if isinstance(index, Mapping) else None
-    if not isinstance(weight_map, Mapping) or not weight_map:
-        raise CheckpointError(weights, "has no 'weight_map' (key name -> shard file)")
     state: Dict[str, Any] = {}
-    for shard in sorted(set(map(str, weight_map.values()))):
-        if Path(shard).name != shard or shard in (".", ".."):
-            raise CheckpointError(weights, f"names the shard {shard!r} outside its folder; refused")
+    for shard in names[1:]:
         obj, _ = _raw_load(folder / shard, trust=trust, map_location=map_location)
         if not _is_state_dict(obj):
             raise CheckpointError(folder / shard, "is a shard but not a plain state dict of tensors")
@@ -700,6 +750,15 @@ def is_checkpoint_name(name: str) -> bool:
     """Whether a file name has a checkpoint suffix (``.pt``, ``.pth``, ``.pth.tar``, ``.ckpt``,
     ``.safetensors``, ``.bin``)."""
     return name.endswith(CHECKPOINT_SUFFIXES)
+
+
+def split_suffix(name: str) -> Tuple[str, str]:
+    """(stem, checkpoint suffix) of a file name: ``"model_3.pth.tar"`` -> ``("model_3",
+    ".pth.tar")``; ``(name, "")`` when it has none of :data:`CHECKPOINT_SUFFIXES`."""
+    for suffix in CHECKPOINT_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)], suffix
+    return name, ""
 
 
 def checkpoint_name(path: Union[str, Path]) -> str:
@@ -724,19 +783,11 @@ def checkpoint_sha256(path: Union[str, Path]) -> str:
     p = Path(path)
     if not p.is_dir():
         return file_sha256(p)
-    weights = folder_weights(p)
-    if weights is None:
-        raise CheckpointError(p, f"is a folder without model weights ({', '.join(FOLDER_WEIGHTS)})")
-    names = [weights.name]
-    if weights.name.endswith(".index.json"):
-        index = _read_json(weights)
-        names += sorted(set(map(str, (index.get("weight_map") or {}).values())))
+    _, names = folder_files(p)
     if (p / "config.json").is_file():
         names.append("config.json")
     h = hashlib.sha256(b"infodyn-folder-v1\n")
     for name in names:
-        if Path(name).name != name:
-            raise CheckpointError(weights, f"names the shard {name!r} outside its folder; refused")
         h.update(f"{name}\0{file_sha256(p / name)}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
@@ -785,10 +836,8 @@ def load_checkpoint_with_meta(path: Union[str, Path], *, trust: bool = False,
 
 
 def _format(p: Path) -> str:
-    for suffix in CHECKPOINT_SUFFIXES:
-        if p.name.endswith(suffix):
-            return suffix.lstrip(".")
-    return p.suffix.lstrip(".") or "pt"
+    suffix = split_suffix(p.name)[1] or p.suffix
+    return suffix.lstrip(".") or "pt"
 
 
 def load_checkpoint(path: Union[str, Path], *, trust: bool = False, map_location="cpu",
@@ -798,16 +847,19 @@ def load_checkpoint(path: Union[str, Path], *, trust: bool = False, map_location
                                      state_prefix=state_prefix)[0]
 
 
-def read_meta(path: Union[str, Path], *, trust: bool = False) -> Dict[str, Any]:
+def read_meta(path: Union[str, Path], *, trust: bool = False,
+              kind: Optional[str] = None) -> Dict[str, Any]:
     """epoch/step/source_acc (and ``kind``, ``warnings``, ``run_id``, ``convention``) of a
     checkpoint without reading its tensors where avoidable.
 
     Zip-format PyTorch files are memory-mapped; safetensors files are read from their header
-    only; folders from ``trainer_state.json``. Raises like :func:`load_checkpoint_with_meta`.
+    only; folders from ``trainer_state.json``. ``kind``: a folder's :func:`folder_kind` when
+    the caller already has it (saves looking at the folder again). Raises like
+    :func:`load_checkpoint_with_meta`.
     """
     p = Path(path)
     if p.is_dir():
-        return _folder_meta(p)
+        return _folder_meta(p, kind)
     if p.name.endswith(".safetensors"):
         if not p.exists():
             raise FileNotFoundError(f"no such checkpoint file: {p}")
@@ -897,12 +949,12 @@ def _match_keys(state: Dict[str, Any], wanted: set,
     if found is not None:
         return found
     # One sub-module of the checkpoint holds the network (a LightningModule's self.net).
-    heads = sorted({k.split(".", 1)[0] for k in strip_prefixes(state) if "." in k})[:64]
+    stripped = strip_prefixes(state)  # once, not once per head as select_prefix would
+    heads = sorted({k.split(".", 1)[0] for k in stripped if "." in k})[:64]
     matches = []
     for head in heads:
-        try:
-            part = select_prefix(state, head + ".")
-        except CheckpointError:
+        part = _under_prefix((state, stripped), head + ".") if head else None
+        if part is None:
             continue
         done = attempt(part)
         if done is not None:
