@@ -17,6 +17,7 @@ Every function takes numpy arrays or torch tensors, computes in float64 with tor
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -48,6 +49,15 @@ def _class_means(f: torch.Tensor, y: torch.Tensor, c: int):
     counts = torch.bincount(y, minlength=c).to(f.dtype)
     sums = torch.zeros(c, f.shape[1], dtype=f.dtype, device=f.device).index_add_(0, y, f)
     return sums / counts[:, None], counts
+
+
+def _unit_scale(f: torch.Tensor) -> torch.Tensor:
+    """``f`` divided by its largest absolute entry (unchanged when all zero).
+
+    For scores that do not change when the features are scaled (LogME, H-score, NC1): features of
+    scale 1e300 would overflow and 1e-300 underflow once squared (both gave NaN before)."""
+    scale = f.abs().max()
+    return f / scale if bool(scale > 0) else f
 
 
 # ----------------------------------------------------------------------------------------------
@@ -96,9 +106,7 @@ def logme(features: Any, labels: Any, *, tol: float = 1e-8, max_iter: int = 1000
     n, d = f.shape
     # The maximum evidence does not change when F is scaled (alpha absorbs the scale); scaling
     # to unit max keeps sigma and the updates away from float under/overflow (1e-150 features gave NaN).
-    scale = f.abs().max()
-    if bool(scale > 0):
-        f = f / scale
+    f = _unit_scale(f)
     onehot = torch.nn.functional.one_hot(y, c).to(f.dtype)  # (n, C)
     if n > d:  # eigen-decompose the (d, d) Gram matrix instead of the (n, d) matrix
         sigma, v = torch.linalg.eigh(f.T @ f)
@@ -149,28 +157,15 @@ def logme(features: Any, labels: Any, *, tol: float = 1e-8, max_iter: int = 1000
 # H-score
 
 
-def _unit_scale(f: torch.Tensor) -> torch.Tensor:
-    """``f`` divided by its largest absolute entry (unchanged when all zero).
-
-    For scores that do not change when the features are scaled (H-score, NC1): features of
-    scale 1e300 would overflow and 1e-300 underflow once squared (both gave NaN before)."""
-    scale = f.abs().max()
-    return f / scale if bool(scale > 0) else f
-
-
+@contextlib.contextmanager
 def _linalg_guard(name: str, shape):
     """A context turning torch's LinAlgError into a ValueError that names the score and shape."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def guard():
-        try:
-            yield
-        except torch.linalg.LinAlgError as exc:
-            raise ValueError(f"{name}: the linear algebra on features of shape {tuple(shape)} did not "
-                             f"converge ({str(exc).splitlines()[0][:200]}); the features are too "
-                             "ill-conditioned (near-duplicate or near-constant columns)") from None
-    return guard()
+    try:
+        yield
+    except torch.linalg.LinAlgError as exc:
+        raise ValueError(f"{name}: the linear algebra on features of shape {tuple(shape)} did not "
+                         f"converge ({str(exc).splitlines()[0][:200]}); the features are too "
+                         "ill-conditioned (near-duplicate or near-constant columns)") from None
 
 
 @_higher(True)
