@@ -183,7 +183,8 @@ class CheckpointRecorder:
                 module = inner
         state = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
         payload = {"state_dict": state, "epoch": epoch, "step": step,
-                   "source_acc": None if source_acc is None else float(source_acc)}
+                   "source_acc": None if source_acc is None else float(source_acc),
+                   "run_id": self.run_id}  # reserved too: save(run_id=...) must not replace it
         for k, v in extra.items():
             if k in payload:
                 raise ValueError(f"extra key {k!r} clashes with a reserved key")
@@ -193,7 +194,6 @@ class CheckpointRecorder:
                 raise ValueError(f"extra value {k!r} must be a plain scalar or string, got "
                                  f"{type(v).__name__} (it must load with weights_only=True)")
             payload[k] = v
-        payload["run_id"] = self.run_id
         width = 6 if self.unit == "epoch" else 9
         path = self.run_dir / f"{self.unit}{value:0{width}d}.pt"
         if path.exists() and self._owner(path) != self.run_id:
@@ -218,7 +218,7 @@ class CheckpointRecorder:
 
     def _existing(self) -> List[Path]:
         return sorted(p for pattern in ("epoch*.pt", "step*.pt") for p in self.run_dir.glob(pattern)
-                      if p.is_file() and not p.name.startswith("."))
+                      if p.is_file())
 
     def _claim_folder(self, resume: bool, overwrite: bool) -> str:
         """This run's id: a new one for an empty folder, the folder's run's when resuming."""

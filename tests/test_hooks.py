@@ -163,6 +163,18 @@ def test_saved_tensors_are_cpu_copies(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.parametrize("key", ["run_id", "state_dict"])
+def test_extra_keys_may_not_replace_reserved_ones(tmp_path, key):
+    """An extra value named like a stored field (run_id included) is refused, not silently lost."""
+    rec = CheckpointRecorder(tmp_path, mlp(4, (3,), 2), every=1)
+    with pytest.raises(ValueError, match=f"extra key '{key}' clashes with a reserved key"):
+        rec.save(epoch=0, **{key: "x"})
+    assert not list(tmp_path.glob("*.pt"))  # nothing written
+    path = rec.save(epoch=0, loss=0.5)
+    stored = torch.load(path, weights_only=True)
+    assert stored["run_id"] == rec.run_id and len(rec.run_id) == 32 and stored["loss"] == 0.5
+
+
 def test_second_recorder_refuses_a_folder_holding_another_run(tmp_path):
     """Issue 17 item 7: a second CheckpointRecorder must not replace another run's files."""
     first = mlp(4, (3,), 2)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import re
 import warnings
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -191,7 +192,9 @@ def _check_pool_keys(pool, names: Sequence[str], model) -> None:
                          f"of {type(model).__name__}: {list(names)}")
 
 
+@functools.lru_cache(maxsize=None)
 def _layout_types():
+    """(channels-first module types, channels-last module types), built once."""
     import torch.nn as nn
 
     first = (nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
@@ -214,7 +217,7 @@ def _layout_of(module) -> Optional[str]:
     return None
 
 
-def _pool(t, how: str, layout: str, layer: str):
+def _pool(t, how: str, layer: str):
     """(n, *shape) -> (n, d) by ``how`` (a resolved pool, never "auto")."""
     import torch.nn.functional as F
 
@@ -372,7 +375,7 @@ def extract_features(model, x, layers: Union[str, Sequence[str]], *, batch_size:
                 resolved[layer] = how
                 layouts[layer] = layout
                 shapes[layer] = tuple(int(s) for s in t.shape[1:])
-            captured[layer] = _pool(t, resolved[layer], layouts[layer], layer)
+            captured[layer] = _pool(t, resolved[layer], layer)
             if stop_early and len(captured) == len(wanted):
                 raise _StopForward
         return hook
