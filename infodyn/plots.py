@@ -39,8 +39,7 @@ MIN_SPAN_BITS = 0.25
 #: Fewer test samples than this make an accuracy coarse (one sample > 0.33 points): noted on panels.
 MIN_ACC_SAMPLES = 300
 
-_SEED_MARKERS = "osD^v<>ph*"
-_LAYER_MARKERS = "osD^v<>ph*"
+_MARKERS = "osD^v<>ph*"  # one per layer, or per seed
 
 #: measure -> human label ("{task}" is replaced by the row's task: source/target).
 LABELS = {
@@ -48,7 +47,7 @@ LABELS = {
     tr.ITY: "I(T;Y) [bits]",
     tr.PROBE: "{task} linear probe accuracy",
     tr.KNN: "{task} k-NN accuracy",
-    "fewshot_probe_acc": "{task} few-shot probe accuracy",
+    tr.FEWSHOT: "{task} few-shot probe accuracy",
     tr.SOURCE_ACC: "source accuracy (model's head)",
     tr.RANKME: "effective rank (RankMe)",
     tr.NC1: "NC1 within-class variability (lower: more collapse)",
@@ -61,7 +60,7 @@ LABELS = {
     "weight_distance_prev": "weight distance from the previous checkpoint",
     "loss_barrier": "loss barrier between checkpoints",
 }
-_ACCURACIES = {tr.PROBE, tr.KNN, "fewshot_probe_acc", tr.SOURCE_ACC}
+_ACCURACIES = {tr.PROBE, tr.KNN, tr.FEWSHOT, tr.SOURCE_ACC}
 
 
 def measure_label(measure: str, task: str = "", unit: bool = True) -> str:
@@ -297,7 +296,7 @@ def information_plane(df: pd.DataFrame, path, method: Optional[str] = None) -> O
                         ax.annotate("", xy=(xs[k + 1], ys[k + 1]), xytext=(xs[k], ys[k]),
                                     arrowprops=dict(arrowstyle="->", color="0.35", lw=0.8), zorder=2)
                 sc = ax.scatter(xs, ys, c=lg["time"], cmap="viridis", norm=norm,
-                                marker=_LAYER_MARKERS[i % len(_LAYER_MARKERS)], s=26, edgecolors="k",
+                                marker=_MARKERS[i % len(_MARKERS)], s=26, edgecolors="k",
                                 linewidths=0.3, zorder=3, label=literal(layer))
             rows = good[(good["config"] == config) & (good["method"] == m)]
             sat, log2n, n = _saturation_of(rows)
@@ -331,6 +330,12 @@ def _mean_band(ax, sub: pd.DataFrame, label: str, colour, ls: str = "-") -> None
                         lw=0, zorder=1)
 
 
+def _seed_marker(run: str, seed, runs: List[str]) -> str:
+    """The marker of a run: by its seed, else by its place among ``runs``."""
+    idx = int(seed) if seed is not None and pd.notna(seed) else runs.index(run)
+    return _MARKERS[idx % len(_MARKERS)]
+
+
 def tradeoff_curves(df: pd.DataFrame, path) -> Optional[Path]:
     """Discriminability (source accuracy, solid) and transferability (target accuracy of every
     protocol measured, dashed) over training: one panel per (configuration, layer) that has a
@@ -355,11 +360,7 @@ def tradeoff_curves(df: pd.DataFrame, path) -> Optional[Path]:
     fig, axes = _rows_by_config(keys)
     runs = sorted(good["run"].unique(), key=str)
     seeds_of = good.drop_duplicates("run").set_index("run")["seed"].to_dict()
-    marker_of = {}
-    for run in runs:
-        s = seeds_of.get(run)
-        idx = int(s) if s is not None and np.isfinite(s) else runs.index(run)
-        marker_of[run] = _SEED_MARKERS[idx % len(_SEED_MARKERS)]
+    marker_of = {run: _seed_marker(run, seeds_of.get(run), runs) for run in runs}
     for (config, layer), ax in axes.items():
         cb, cg = bands[bands["config"] == config], good[good["config"] == config]
         values, n_acc = [], []
@@ -440,8 +441,7 @@ def compression_vs_transfer(df: pd.DataFrame, path, method: Optional[str] = None
         lg = merged[(merged["config"] == config) & (merged["layer"] == layer)]
         for run, rg in lg.groupby("run", sort=True):
             rg = rg.sort_values("time")
-            s = rg["seed"].iloc[0]
-            mk = _SEED_MARKERS[(int(s) if pd.notna(s) else runs.index(run)) % len(_SEED_MARKERS)]
+            mk = _seed_marker(run, rg["seed"].iloc[0], runs)
             c = colour[run]
             ax.plot(rg["ixt_bits"], rg["value"], color=c, lw=0.9, alpha=0.75, marker=mk, ms=3.5, label=literal(run),
                     zorder=2)

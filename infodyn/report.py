@@ -293,7 +293,7 @@ def table_warnings(df: pd.DataFrame, min_acc_samples: int = 300) -> List[str]:
         out.append(f"Saturated I(X;T), within {SATURATION_TOL:.0%} of log2 n (every sample is told apart at the "
                    "estimator's resolution, so compression cannot show; fewer bins, a larger noise_var or more "
                    "samples help): " + "; ".join(items) + ".")
-    acc = good[good["measure"].isin([tr.PROBE, tr.KNN, "fewshot_probe_acc", tr.SOURCE_ACC])]
+    acc = good[good["measure"].isin([tr.PROBE, tr.KNN, tr.FEWSHOT, tr.SOURCE_ACC])]
     if "n" in acc:
         n = pd.to_numeric(acc["n"], errors="coerce")
         small = acc[(n > 0) & (n < min_acc_samples)]
