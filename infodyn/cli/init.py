@@ -82,14 +82,13 @@ def run(args) -> int:
     args.source, args.target = (_data_path(v, root) for v in (args.source, args.target))
     layers = _layers(args.layers)
     check = not args.no_check
+    # what both the probe and the written manifest say
+    given = dict(model=args.model, source=args.source, target=args.target, model_kwargs=kwargs,
+                 checkpoints=args.checkpoints, state_prefix=args.state_prefix, load=args.load)
     model = None
     if check or not layers or args.list_layers:
         # Imports and runs the model callable: it is the user's own code, named on this command.
-        probe = parse_manifest(manifest_dict(model=args.model, source=args.source, target=args.target,
-                                             layers=layers or ["*"], model_kwargs=kwargs,
-                                             checkpoints=args.checkpoints,
-                                             state_prefix=args.state_prefix, load=args.load),
-                               root / MANIFEST_NAME)
+        probe = parse_manifest(manifest_dict(layers=layers or ["*"], **given), root / MANIFEST_NAME)
         model = build_model(probe)
     if args.list_layers:
         for name, mod in model.named_modules():
@@ -106,10 +105,8 @@ def run(args) -> int:
         print(f"layers (all top-level modules with parameters): {', '.join(layers)}")
     elif model is not None:
         resolve_layers(model, layers)
-    manifest = manifest_dict(model=args.model, source=args.source, target=args.target,
-                             layers=layers, model_kwargs=kwargs, checkpoints=args.checkpoints,
-                             name=args.name, pool=args.pool, seed=args.seed, config=args.config,
-                             state_prefix=args.state_prefix, load=args.load)
+    manifest = manifest_dict(layers=layers, name=args.name, pool=args.pool, seed=args.seed,
+                             config=args.config, **given)
     root.mkdir(parents=True, exist_ok=True)
     path = write_manifest(root, manifest, overwrite=args.force)
     print(f"wrote {path}")

@@ -55,7 +55,6 @@ _TOP_KEYS = {"model", "model_kwargs", "data", "layers", "checkpoints", "name", "
              "state_prefix", "load"}
 _LOADS = ("state_dict", "model")
 _DATA_KEYS = {"source", "target"}
-_POOLS = ("auto", "avg", "max", "flatten", "cls", "mean")  # and "avgHxW"; see runs.extract.POOLS
 
 
 @dataclass(frozen=True)
@@ -717,9 +716,15 @@ def build_model(manifest: Union[RunManifest, str, Path], checkpoint: Union[str, 
     outside infodyn). Returns an ``nn.Module`` in eval mode with freshly initialised weights; load a checkpoint into it with
     :func:`infodyn.runs.apply_state` (or use :func:`infodyn.runs.load_model`, which does both).
 
-    With the manifest's ``load: model`` the callable is called as
-    ``model(checkpoint, **model_kwargs)`` and loads the weights itself (``from_pretrained``);
-    ``checkpoint`` defaults to the run's first checkpoint (to list or check layer names).
+    Args:
+        manifest: a :class:`RunManifest`, or a run folder / manifest file.
+        checkpoint: for the manifest's ``load: model`` only, the checkpoint file or folder the
+            callable is called with (``model(checkpoint, **model_kwargs)``; it loads the
+            weights itself, e.g. ``from_pretrained``). Callers that have already listed the
+            run's checkpoints pass one of them here (``checkpoints[0].path`` to list or check
+            layer names). Without it, a ``load: model`` manifest lists the run folder again
+            (:func:`~infodyn.runs.discover` by names, on every call) and takes the first
+            checkpoint. Ignored for ``load: state_dict``.
     """
     import torch
 
