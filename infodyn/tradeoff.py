@@ -18,6 +18,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from infodyn._stats import t_interval as _t_interval
+
 LN2 = math.log(2.0)
 
 #: The columns of the tidy results table, in order.
@@ -82,23 +84,6 @@ def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
         good["time"] = pd.Series(dtype=float)
         good.attrs["time_label"] = "epoch"
     return good
-
-
-def _t_interval(values: np.ndarray, level: float = 0.95,
-                bounds: Tuple[float, float] = (-math.inf, math.inf)) -> Tuple[float, float, float]:
-    """(mean, low, high): Student-t interval of the mean, clipped to ``bounds`` (for times: the
-    recorded range, since a peak cannot lie outside it); low = high = mean for one value."""
-    from scipy import stats
-
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return (math.nan, math.nan, math.nan)
-    m = float(v.mean())
-    if v.size == 1:
-        return (m, m, m)
-    half = float(stats.t.ppf((1 + level) / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
-    return (m, max(m - half, bounds[0]), min(m + half, bounds[1]))
 
 
 def seed_bands(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:

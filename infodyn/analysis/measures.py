@@ -21,12 +21,12 @@ it); ``n`` in the table is the number of samples tested.
 from __future__ import annotations
 
 import difflib
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from infodyn._stats import t_interval
 from infodyn.overcompression import TARGET_SCORE_NAME as TARGET_SCORE
 from infodyn.tradeoff import FEWSHOT, IXT, ITY, KNN, NC1, PROBE, RANKME, SCORE, SOURCE_ACC
 
@@ -314,11 +314,8 @@ def _fewshot(inp: LayerInputs) -> List[Result]:
             tested += len(test)
         # draw j of every fold together scores each tested sample once
         draws = np.sum(per_draw, axis=0) / tested
-        mean = float(draws.mean())
-        from scipy import stats
-
-        half = float(stats.t.ppf(0.975, len(draws) - 1) * draws.std(ddof=1) / math.sqrt(len(draws))) if len(draws) > 1 else 0.0
-        out.append(Result(FEWSHOT, task, mean, (mean - half, mean + half), "fewshot_probe",
+        mean, low, high = t_interval(draws, 0.95, (0.0, 1.0))
+        out.append(Result(FEWSHOT, task, mean, (low, high), "fewshot_probe",
                           {**_protocol_params(data), "shots": res.shots, "draws": len(draws), "l2": res.l2,
                            "ci": "t over draws"},
                           tested))
