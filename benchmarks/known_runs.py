@@ -52,9 +52,15 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only
+    import pandas as pd
+    import torch
+
+    from infodyn.runs import CheckpointInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -169,6 +175,22 @@ def make_runs(root: Union[str, Path], kinds=tuple(KINDS), seeds=(0, 1, 2), **kw)
     return [make_run(root, k, s, **kw) for k in kinds for s in seeds]
 
 
+def checkpoint_models(run_dir: Union[str, Path], which: Optional[Sequence[int]] = None
+                      ) -> Iterator[Tuple["CheckpointInfo", "torch.nn.Module"]]:
+    """(checkpoint, model) for the checkpoints of a run, earliest first.
+
+    Each model is the manifest's model with that checkpoint's weights, in eval mode
+    (:func:`infodyn.runs.load_model`). ``which``: positions in the discovered list (``(0, -1)``
+    = the first and the last checkpoint); default all.
+    """
+    from infodyn.runs import discover, load_manifest, load_model
+
+    m = load_manifest(run_dir)
+    infos = discover(m.run_dir, m.checkpoints)
+    for info in (infos if which is None else [infos[i] for i in which]):
+        yield info, load_model(m, info.path)
+
+
 def transfer_curve(run_dir: Union[str, Path], layer: str = "fc2", l2: float = 1e-2) -> "pd.DataFrame":
     """Quick per-checkpoint transfer numbers of one run (independent of infodyn.analyze).
 
@@ -180,24 +202,21 @@ def transfer_curve(run_dir: Union[str, Path], layer: str = "fc2", l2: float = 1e
     import pandas as pd
 
     from infodyn.data import load
-    from infodyn.runs import apply_state, build_model, discover, extract_features, load_checkpoint, load_manifest
-    from infodyn.transfer import knn_accuracy, linear_probe, rankme
+    from infodyn.overcompression import effective_rank
+    from infodyn.runs import extract_features
+    from infodyn.transfer import knn_accuracy, linear_probe
 
     tgt = load(TARGET, seed=0)
     xtr = np.concatenate([tgt.x_train, tgt.x_val])
     ytr = np.concatenate([tgt.y_train, tgt.y_val])
-    m = load_manifest(run_dir)
-    model = build_model(m)
     rows = []
-    for info in discover(m.run_dir, m.checkpoints):
-        apply_state(model, load_checkpoint(info.path), info.path)
-        model.eval()
+    for info, model in checkpoint_models(run_dir):
         a = extract_features(model, xtr, [layer])[layer].astype(np.float64)
         b = extract_features(model, tgt.x_test, [layer])[layer].astype(np.float64)
         rows.append({"epoch": info.epoch, "source_acc": info.source_acc,
                      "knn_acc": knn_accuracy(a, ytr, b, tgt.y_test, device="cpu").accuracy,
                      "probe_acc": linear_probe(a, ytr, b, tgt.y_test, l2_grid=[l2], device="cpu").accuracy,
-                     "rank": rankme(a - a.mean(0), device="cpu") if np.any(a - a.mean(0)) else 0.0})
+                     "rank": effective_rank(a, device="cpu")})
     return pd.DataFrame(rows)
 
 

@@ -28,11 +28,11 @@ MEASURES = "linear_probe,knn,fewshot_probe,source_acc,rankme,kde"
 
 
 def main() -> int:
-    import pandas as pd
     import torch
 
     from benchmarks.known_runs import KINDS, make_run
     from infodyn.analysis import analyze
+    from infodyn.cli.plot import read_table
     from infodyn.tradeoff import verdicts
 
     torch.set_num_threads(1)
@@ -44,8 +44,7 @@ def main() -> int:
     args = ap.parse_args()
     t0 = time.perf_counter()
     if args.table:  # judge a saved table again (after a change to the verdict code)
-        df = pd.read_csv(args.table, keep_default_na=False, na_values=[""])
-        df["error"] = df["error"].astype(object).where(df["error"].notna(), "")
+        df = read_table(args.table)
         t_train = 0.0
     else:
         tmp = Path(tempfile.mkdtemp(prefix="infodyn-onset-"))
@@ -63,7 +62,7 @@ def main() -> int:
     seconds = time.perf_counter() - t0
     cmd = f"python benchmarks/onset_validity.py --seeds {args.seeds} --jobs {args.jobs}"
     timing = (f"{seconds:.0f} s on CPU, of which {t_train:.0f} s training; one thread per job" if not args.table
-              else f"verdicts recomputed from the table saved by that command with --keep")
+              else "verdicts recomputed from the table saved by that command with --keep")
     lines = ["# Onset verdicts on known trade-off and control runs", "",
              f"`{cmd}` ({timing}).", "",
              "Runs from `benchmarks/known_runs.py` (digits:0-4 -> digits:5-9, MLP ReLU, plain cross-entropy, "

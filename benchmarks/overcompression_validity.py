@@ -25,9 +25,7 @@ row is a test row once; accuracy pooled over the folds):
   * ``probe_fixed``  the same probe at one fixed strength, l2 = ``FIXED_L2`` (per-sample scale,
     standardised features);
   * ``knn``          ``infodyn.transfer.knn_accuracy`` (cosine, k = 20, DINO's weighted vote);
-  * ``fewshot``      5 labelled examples per class, 20 draws: ``infodyn.transfer.fewshot_probe``
-    when that module exists, else the nearest-class-mean classifier on centred, L2-normalised
-    features (SimpleShot, Wang et al. 2019) implemented here; the header says which ran.
+  * ``fewshot``      5 labelled examples per class, 20 draws: ``infodyn.transfer.fewshot_probe``.
 
 Candidates: every measure listed in ``CANDIDATES`` below (source features) and ``TARGET_CANDIDATES``
 (target features). Reported: Spearman's rank correlation of each with each protocol's accuracy
@@ -38,13 +36,12 @@ class-separation R^2.
 Checkpoint sequences. A few long runs (configurations in ``SEQUENCE_RUNS``), each evaluated at
 log-spaced epochs; pooled over runs, the partial rank correlation of each candidate with transfer
 given the epoch (Spearman partial correlation: Pearson on ranks, epoch rank partialled out), with
-a bootstrap interval over checkpoints. Helper runs from ``benchmarks/known_runs.py``
-(``make_run(root, "tradeoff", seed)``) are added when that module exists.
+a bootstrap interval over checkpoints. The "tradeoff" runs of ``benchmarks/known_runs.py``
+(``make_run(root, "tradeoff", seed)``, seeds 0-2) are added.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import math
 import sys
 import tempfile
@@ -261,35 +258,6 @@ def target_candidates(t: np.ndarray, y: np.ndarray) -> dict:
 # transfer protocols
 
 
-def _fewshot_module():
-    try:
-        return importlib.import_module("infodyn.transfer.fewshot")
-    except ImportError:
-        return None
-
-
-def simpleshot(train_x, train_y, test_x, test_y, shots: int = SHOTS, draws: int = DRAWS, seed: int = 0) -> float:
-    """Mean accuracy over ``draws`` of nearest-class-mean on centred, L2-normalised features,
-    ``shots`` labelled training rows per class (SimpleShot, Wang et al. 2019)."""
-    rng = np.random.default_rng(seed)
-    classes = np.unique(train_y)
-    accs = []
-    for _ in range(draws):
-        idx = np.concatenate([rng.choice(np.flatnonzero(train_y == c), shots, replace=False) for c in classes])
-        sup, sy = train_x[idx], train_y[idx]
-        mu = sup.mean(0)
-
-        def norm(a):
-            a = a - mu
-            return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-
-        s, q = norm(sup), norm(test_x)
-        protos = np.stack([s[sy == c].mean(0) for c in classes])
-        pred = classes[np.argmin(((q[:, None, :] - protos[None]) ** 2).sum(-1), axis=1)]
-        accs.append(float((pred == test_y).mean()))
-    return float(np.mean(accs))
-
-
 def folds(y: np.ndarray, k: int, seed: int):
     rng = np.random.default_rng(seed)
     fold = np.empty(len(y), dtype=int)
@@ -301,9 +269,8 @@ def folds(y: np.ndarray, k: int, seed: int):
 
 def transfer(t: np.ndarray, y: np.ndarray, fold: np.ndarray) -> dict:
     """Accuracy of each protocol, pooled over the cross-fitting folds."""
-    from infodyn.transfer import knn_accuracy, linear_probe
+    from infodyn.transfer import fewshot_probe, knn_accuracy, linear_probe
 
-    fs = _fewshot_module()
     correct = {p: 0.0 for p in PROTOCOLS}
     for k in np.unique(fold):
         tr, te = fold != k, fold == k
@@ -312,10 +279,7 @@ def transfer(t: np.ndarray, y: np.ndarray, fold: np.ndarray) -> dict:
         correct["probe_tuned"] += linear_probe(*a, device="cpu", seed=int(k)).accuracy * m
         correct["probe_fixed"] += linear_probe(*a, l2_grid=[FIXED_L2], device="cpu").accuracy * m
         correct["knn"] += knn_accuracy(*a, device="cpu").accuracy * m
-        if fs is not None:
-            correct["fewshot"] += fs.fewshot_probe(*a, shots=SHOTS, draws=DRAWS, seed=int(k), device="cpu").accuracy * m
-        else:
-            correct["fewshot"] += simpleshot(*a, seed=int(k)) * m
+        correct["fewshot"] += fewshot_probe(*a, shots=SHOTS, draws=DRAWS, seed=int(k), device="cpu").accuracy * m
     return {p: v / len(y) for p, v in correct.items()}
 
 
@@ -370,14 +334,6 @@ def final_scores(t_src, y_src, t_tgt, y_tgt) -> dict:
     return {"score": s.score, "score_target": st.score}
 
 
-def have_score() -> bool:
-    try:
-        importlib.import_module("infodyn.overcompression")
-        return True
-    except ImportError:
-        return False
-
-
 # ----------------------------------------------------------------------------------------------
 
 
@@ -391,7 +347,7 @@ def population(n_models: int, seed: int) -> list:
     return cfgs
 
 
-def measure_model(model, src, tgt, fold, t_all_x, t_all_y, with_score: bool) -> dict:
+def measure_model(model, src, tgt, fold, t_all_x, t_all_y) -> dict:
     xs = np.concatenate([src.x_val, src.x_test])
     ys = np.concatenate([src.y_val, src.y_test])
     ts = penultimate(model, xs)
@@ -405,12 +361,11 @@ def measure_model(model, src, tgt, fold, t_all_x, t_all_y, with_score: bool) -> 
     row.update(source_candidates(ts, ys))
     row.update(target_candidates(tt_train, tgt.y_train))
     row.update(transfer(t_all, t_all_y, fold))
-    if with_score:
-        row.update(final_scores(ts, ys, tt_train, tgt.y_train))
+    row.update(final_scores(ts, ys, tt_train, tgt.y_train))
     return row
 
 
-def sequence_table(src, tgt, fold, t_all_x, t_all_y, with_score: bool, reach: float) -> pd.DataFrame:
+def sequence_table(src, tgt, fold, t_all_x, t_all_y, reach: float) -> pd.DataFrame:
     rows = []
     for name, loss, drop, wd, width, epochs in SEQUENCE_RUNS:
         cfg = {"seed": 7, "loss": loss, "dropout": drop, "wd": wd, "width": width, "epochs": epochs, "extra": 0}
@@ -420,30 +375,21 @@ def sequence_table(src, tgt, fold, t_all_x, t_all_y, with_score: bool, reach: fl
             model.load_state_dict(snaps[ep])
             model.eval()
             rows.append({"run": name, "epoch": ep,
-                         **measure_model(model, src, tgt, fold, t_all_x, t_all_y, with_score)})
-    rows += known_run_rows(src, tgt, fold, t_all_x, t_all_y, with_score)
+                         **measure_model(model, src, tgt, fold, t_all_x, t_all_y)})
+    rows += known_run_rows(src, tgt, fold, t_all_x, t_all_y)
     return pd.DataFrame(rows)
 
 
-def known_run_rows(src, tgt, fold, t_all_x, t_all_y, with_score: bool) -> list:
-    """Checkpoints of the "tradeoff" runs of benchmarks/known_runs.py (seeds 0-2), when it exists."""
-    try:
-        kr = importlib.import_module("known_runs")
-    except ImportError:
-        return []
-    from infodyn.runs import apply_state, build_model, discover, load_checkpoint, load_manifest
+def known_run_rows(src, tgt, fold, t_all_x, t_all_y) -> list:
+    """Checkpoints of the "tradeoff" runs of benchmarks/known_runs.py (seeds 0-2)."""
+    from known_runs import checkpoint_models, make_run
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="infodyn-ocv-") as tmp:
         for seed in range(3):
-            run_dir = kr.make_run(Path(tmp), "tradeoff", seed)
-            m = load_manifest(run_dir)
-            model = build_model(m)
-            for info in discover(m.run_dir, m.checkpoints):
-                apply_state(model, load_checkpoint(info.path), info.path)
-                model.eval()
+            for info, model in checkpoint_models(make_run(Path(tmp), "tradeoff", seed)):
                 rows.append({"run": f"tradeoff-seed{seed}", "epoch": float(info.epoch),
-                             **measure_model(model, src, tgt, fold, t_all_x, t_all_y, with_score)})
+                             **measure_model(model, src, tgt, fold, t_all_x, t_all_y)})
     return rows
 
 
@@ -467,14 +413,13 @@ def main() -> int:
     t_all_x = np.concatenate([tgt.x_train, tgt.x_val, tgt.x_test])
     t_all_y = np.concatenate([tgt.y_train, tgt.y_val, tgt.y_test])
     fold = folds(t_all_y, FOLDS, seed=0)
-    with_score = have_score()
 
     rows = []
     for cfg in population(args.models, args.seed):
         t0 = time.time()
         model, reached, epochs, _ = train(cfg, src, reach=args.reach)
         row = {**cfg, "reached_at": reached, "epochs": epochs}
-        row.update(measure_model(model, src, tgt, fold, t_all_x, t_all_y, with_score))
+        row.update(measure_model(model, src, tgt, fold, t_all_x, t_all_y))
         row["seconds"] = time.time() - t0
         rows.append(row)
         print(f"{cfg['model']} {cfg['loss']:>13s} w={cfg['width']:<3d} drop={cfg['dropout']} wd={cfg['wd']} "
@@ -486,9 +431,9 @@ def main() -> int:
     pop.to_csv(out.with_suffix(".models.csv"), index=False)
     seq = None
     if not args.no_sequence:
-        seq = sequence_table(src, tgt, fold, t_all_x, t_all_y, with_score, args.reach)
+        seq = sequence_table(src, tgt, fold, t_all_x, t_all_y, args.reach)
         seq.to_csv(out.with_suffix(".sequence.csv"), index=False)
-    text = report(pop, seq, args, time.time() - t_start, with_score)
+    text = report(pop, seq, args, time.time() - t_start)
     out.write_text(text)
     print(text)
     return 0
@@ -498,8 +443,7 @@ def candidate_columns(df: pd.DataFrame) -> list:
     from_src = ["rankme", "erank", "erank_frac", "rank_collapse", "class_sep_r2", "nc1", "pr", "pr_frac",
                 "topC1_share", "within_erank", "within_erank_frac", "within_pr", "label_share", "old_score"]
     from_tgt = ["t_erank", "t_erank_frac", "t_pr", "t_class_sep_r2", "t_nc1", "t_logme", "t_within_erank"]
-    score = [c for c in ("score", "score_target") if c in df]
-    return from_src + from_tgt + score
+    return from_src + from_tgt + ["score", "score_target"]
 
 
 def markdown(df: pd.DataFrame) -> list:
@@ -513,12 +457,11 @@ def markdown(df: pd.DataFrame) -> list:
     return out
 
 
-def report(pop: pd.DataFrame, seq, args, seconds: float, with_score: bool) -> str:
+def report(pop: pd.DataFrame, seq, args, seconds: float) -> str:
     rng = np.random.default_rng(args.seed)
     n = len(pop)
     idx = rng.integers(0, n, size=(args.boot, n))
     cands = candidate_columns(pop)
-    fs = "infodyn.transfer.fewshot.fewshot_probe" if _fewshot_module() else "SimpleShot implemented in this benchmark"
     lines = [
         "# Over-compression candidates against target transfer, across models",
         "",
@@ -532,7 +475,7 @@ def report(pop: pd.DataFrame, seq, args, seconds: float, with_score: bool) -> st
         "the last linear layer); source measures on the held-out source rows, `t_*` measures on the target "
         "(digits:5-9) train split with its labels. Transfer to digits:5-9, 4-fold cross-fitting over all 896 rows; "
         f"protocols: probe_tuned (validated L2), probe_fixed (l2 = {FIXED_L2}), knn (cosine, k = 20), "
-        f"fewshot ({SHOTS} shots/class, {DRAWS} draws; {fs}).",
+        f"fewshot ({SHOTS} shots/class, {DRAWS} draws; infodyn.transfer.fewshot.fewshot_probe).",
         "",
         "Transfer spread over the models: " + ", ".join(
             f"{p} {pop[p].min():.3f}-{pop[p].max():.3f} (median {pop[p].median():.3f})" for p in PROTOCOLS) + ".",
@@ -554,23 +497,22 @@ def report(pop: pd.DataFrame, seq, args, seconds: float, with_score: bool) -> st
             cells.append(f"{rho:+.2f} [{lo:+.2f}, {hi:+.2f}]")
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
     lines += selection_report(pop, args)
-    if with_score:
-        lines += ["", "## The score against the baselines", "",
-                  "Paired bootstrap (models resampled) of the difference in oriented correlation: -rho(score) - "
-                  "s * rho(baseline), s = +1 for RankMe and the effective rank (higher = better transfer expected), "
-                  "-1 for the class-separation R^2 (higher = worse, Kornblith et al. 2021). Positive = the score "
-                  "ranks transfer better.", "",
-                  "| score | baseline | " + " | ".join(PROTOCOLS) + " |", "|---|---|" + "---|" * len(PROTOCOLS)]
-        for s in ("score", "score_target"):
-            for base in ("rankme", "class_sep_r2", "erank"):
-                cells = []
-                for p in PROTOCOLS:
-                    sign = -1.0 if base == "class_sep_r2" else 1.0
-                    d0 = -boots[(s, p)][0] - sign * boots[(base, p)][0]
-                    db = -boots[(s, p)][1] - sign * boots[(base, p)][1]
-                    lo, hi = ci(db)
-                    cells.append(f"{d0:+.2f} [{lo:+.2f}, {hi:+.2f}]")
-                lines.append(f"| {s} | {base} | " + " | ".join(cells) + " |")
+    lines += ["", "## The score against the baselines", "",
+              "Paired bootstrap (models resampled) of the difference in oriented correlation: -rho(score) - "
+              "s * rho(baseline), s = +1 for RankMe and the effective rank (higher = better transfer expected), "
+              "-1 for the class-separation R^2 (higher = worse, Kornblith et al. 2021). Positive = the score "
+              "ranks transfer better.", "",
+              "| score | baseline | " + " | ".join(PROTOCOLS) + " |", "|---|---|" + "---|" * len(PROTOCOLS)]
+    for s in ("score", "score_target"):
+        for base in ("rankme", "class_sep_r2", "erank"):
+            cells = []
+            for p in PROTOCOLS:
+                sign = -1.0 if base == "class_sep_r2" else 1.0
+                d0 = -boots[(s, p)][0] - sign * boots[(base, p)][0]
+                db = -boots[(s, p)][1] - sign * boots[(base, p)][1]
+                lo, hi = ci(db)
+                cells.append(f"{d0:+.2f} [{lo:+.2f}, {hi:+.2f}]")
+            lines.append(f"| {s} | {base} | " + " | ".join(cells) + " |")
     lines += ["", "## Correlation with the configuration", "",
               "Spearman of each candidate with training length (total epochs) and width over the models.", "",
               "| candidate | epochs | width |", "|---|---|---|"]
@@ -583,8 +525,7 @@ def report(pop: pd.DataFrame, seq, args, seconds: float, with_score: bool) -> st
         lines += weight_tradeoff(pop, seq)
     lines += ["", "## Per-model table", ""]
     show = ["model", "loss", "dropout", "wd", "width", "reached_at", "epochs", "source_acc", *PROTOCOLS,
-            "rankme", "erank", "class_sep_r2", "nc1", "within_erank", "t_erank", "old_score"]
-    show += [c for c in ("score", "score_target") if c in pop]
+            "rankme", "erank", "class_sep_r2", "nc1", "within_erank", "t_erank", "old_score", "score", "score_target"]
     lines += markdown(pop[show])
     lines += ["", f"All candidate columns per model: `{Path(args.out).with_suffix('.models.csv').name}`."]
     return "\n".join(lines) + "\n"

@@ -104,20 +104,18 @@ def measure_run(run_dir: Path, seed: int) -> List[Dict]:
 
     from infodyn import information_plane
     from infodyn.data import load
-    from infodyn.runs import apply_state, build_model, discover, extract_features, load_checkpoint, load_manifest
-    from infodyn.transfer import knn_accuracy, linear_probe, rankme
+    from infodyn.overcompression import effective_rank
+    from infodyn.runs import extract_features
+    from infodyn.transfer import knn_accuracy, linear_probe
+    from known_runs import checkpoint_models
 
     torch.set_num_threads(1)
     src = load("digits:0-4", seed=0)
     xs, ys = src.all()
     tgt = load("digits:5-9", seed=0)
     xtr, ytr = np.concatenate([tgt.x_train, tgt.x_val]), np.concatenate([tgt.y_train, tgt.y_val])
-    m = load_manifest(run_dir)
-    model = build_model(m)
     rows = []
-    for info in discover(m.run_dir, m.checkpoints):
-        apply_state(model, load_checkpoint(info.path), info.path)
-        model.eval()
+    for info, model in checkpoint_models(run_dir):
         fs = extract_features(model, xs, list(LAYERS), device="cpu")
         fa = extract_features(model, xtr, list(LAYERS), device="cpu")
         fb = extract_features(model, tgt.x_test, list(LAYERS), device="cpu")
@@ -128,9 +126,7 @@ def measure_run(run_dir: Path, seed: int) -> List[Dict]:
                     "knn": knn_accuracy(a, ytr, b, tgt.y_test, device="cpu").accuracy,
                     "probe": linear_probe(a, ytr, b, tgt.y_test, l2_grid=[L2], device="cpu").accuracy,
                     "rms": float(np.sqrt(np.mean(np.var(t, axis=0))))}
-            tc = t - t.mean(0)
-            rows.append({**base, "variant": "RankMe (reference, not MI)",
-                         "value": rankme(tc, device="cpu") if np.any(tc) else 0.0})
+            rows.append({**base, "variant": "RankMe (reference, not MI)", "value": effective_rank(t, device="cpu")})
             for label, method, params, _ in VARIANTS:
                 ip = information_plane(t, ys, method=method, device="cpu", **params)
                 rows.append({**base, "variant": label, "value": ip.i_xt.nats})
@@ -144,17 +140,13 @@ def scale_changes(run_dir: Path) -> Dict[str, float]:
 
     from infodyn import information_plane
     from infodyn.data import load
-    from infodyn.runs import apply_state, build_model, discover, extract_features, load_checkpoint, load_manifest
+    from infodyn.runs import extract_features
+    from known_runs import checkpoint_models
 
     torch.set_num_threads(1)
     xs, ys = load("digits:0-4", seed=0).all()
-    m = load_manifest(run_dir)
-    model = build_model(m)
-    infos = discover(m.run_dir, m.checkpoints)
     out = {label: 0.0 for label, _, _, _ in VARIANTS}
-    for info in (infos[0], infos[-1]):
-        apply_state(model, load_checkpoint(info.path), info.path)
-        model.eval()
+    for _, model in checkpoint_models(run_dir, which=(0, -1)):
         t = extract_features(model, xs, ["fc2"], device="cpu")["fc2"].astype(np.float64)
         for label, method, params, _ in VARIANTS:
             a = information_plane(t, ys, method=method, device="cpu", **params).i_xt.nats
